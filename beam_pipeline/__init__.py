@@ -1,0 +1,1 @@
+"""Beam pipeline: NumPy files -> tf.Transform -> padded, normalized TFRecord shards."""

@@ -1,0 +1,39 @@
+"""Why an input file or sample was refused: reason codes shared by reader, pipeline and manifest."""
+
+from __future__ import annotations
+
+# Machine-readable reason codes, written into quarantine records. Documented in README.md.
+UNREADABLE = "unreadable"          # the file could not be opened or read (permissions, I/O)
+CORRUPT = "corrupt"                # not a valid .npy/.npz/.npy.gz, bad zip/gzip, CRC mismatch
+TRUNCATED = "truncated"            # the data ends before the header says it should
+PICKLED = "pickled"                # object arrays: refused, never unpickled
+TOO_LARGE = "too_large"            # header claims more bytes per sample than the limit
+BAD_DTYPE = "bad_dtype"            # complex, string, ... where numbers belong
+DTYPE_MISMATCH = "dtype_mismatch"  # numeric, but not the dataset's dtype
+SHAPE_MISMATCH = "shape_mismatch"  # trailing shape differs from the dataset's
+MISSING_KEY = "missing_key"        # x, y or lengths absent
+BAD_LENGTHS = "bad_lengths"        # negative lengths, or lengths not summing to the rows of x
+LABEL_COUNT = "label_count"        # label count != sample count
+BAD_LABEL = "bad_label"            # label of the wrong kind (float, negative id, ...)
+MISSING_LABEL = "missing_label"    # no label for a one-sample file (CSV / directory)
+UNKNOWN_LABEL = "unknown_label"    # eval label the training vocabulary does not know
+NON_FINITE = "non_finite"          # NaN or Inf in a sample
+EMPTY_FILE = "empty_file"          # zero bytes, or zero samples
+EMPTY_SAMPLE = "empty_sample"      # a sample with zero time steps
+LAYOUT = "layout"                  # the file's layout cannot be determined or disagrees
+
+
+class BadInput(Exception):
+    """An input file or sample that cannot be used, with a reason code and a message.
+
+    Attributes:
+      reason: one of the reason codes above.
+      message: human-readable detail.
+      sample_index: index of the sample within its file, or None for the whole file.
+    """
+
+    def __init__(self, reason: str, message: str, sample_index: int | None = None):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.sample_index = sample_index

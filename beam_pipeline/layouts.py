@@ -1,0 +1,226 @@
+"""The five file layouts: from an opened NumPy file to samples, labels and lengths.
+
+1. dense     `x` [N, T, ...] (or [N]) and `y` [N] in one file;
+2. ragged    `x` [sum(T_i), ...] with `lengths` [N] and `y` [N];
+3. per_key   `x_000000`, `x_000001`, ... each [T_i, ...], with `y` [N];
+4. per_file  one sample per file, its label from a CSV or the parent directory's name;
+5. any of 1-3 with the labels in a sibling file (`--labels_sibling`) instead of `y`.
+
+`plan_file` reads headers and the small arrays (lengths, labels) only, which is all the
+scan needs; `FilePlan.read_values` then reads the sample data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from beam_pipeline import errors, npy_io
+
+LAYOUTS = ("auto", "dense", "ragged", "per_key", "per_file")
+# Numeric kinds accepted as sample values: bool, signed/unsigned ints, floats.
+_VALUE_KINDS = frozenset("biuf")
+# Index arrays (labels, lengths) are read whole; this bounds what a lying header can cost.
+_MAX_INDEX_ENTRIES = 100_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    """How to find samples and labels in a file (the CLI's layout flags).
+
+    Attributes:
+      layout: one of LAYOUTS; "auto" detects it per file from the keys present.
+      x_key: name of the sample array (and prefix of per-key arrays).
+      y_key: name of the label array.
+      lengths_key: name of the row-lengths array of the ragged layout.
+      max_sample_bytes: a sample whose data exceeds this is refused (before reading it).
+      max_file_bytes: a file whose decoded arrays exceed this is refused from its headers.
+    """
+
+    layout: str = "auto"
+    x_key: str = "x"
+    y_key: str = "y"
+    lengths_key: str = "lengths"
+    max_sample_bytes: int = 64 << 20
+    max_file_bytes: int = 4 << 30
+
+
+@dataclasses.dataclass
+class FilePlan:
+    """One file's layout and index arrays, checked; the sample data is not read yet."""
+
+    layout: str
+    dtype: np.dtype
+    trailing_shape: tuple[int, ...]
+    lengths: np.ndarray          # int64 [N], time steps of each sample
+    labels: np.ndarray           # int64 [N] or object array of bytes [N]
+    label_kind: str              # "int" or "string"
+    _arrays: list[npy_io.NpyArray]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.lengths)
+
+    def read_values(self) -> np.ndarray:
+        """Reads all samples' data, as one array [sum(lengths), *trailing_shape]."""
+        parts = [a.read() for a in self._arrays]
+        shape = (-1, *self.trailing_shape)
+        if len(parts) == 1:
+            return parts[0].reshape(shape)
+        return np.concatenate([p.reshape(shape) for p in parts]) if parts else np.zeros(
+            (0, *self.trailing_shape), self.dtype)
+
+
+def _check_values_dtype(array: npy_io.NpyArray) -> None:
+    if array.dtype.kind not in _VALUE_KINDS or (array.dtype.kind == "u" and array.dtype.itemsize > 4):
+        raise errors.BadInput(errors.BAD_DTYPE, f"{array.where}: dtype {array.dtype} is not a supported "
+                              "numeric type (float16/32/64, int8..int64, uint8..uint32, bool)")
+
+
+def _read_index(array: npy_io.NpyArray) -> np.ndarray:
+    """Reads a 1-D index array (labels, lengths), refusing absurd sizes before reading."""
+    if len(array.shape) == 2 and array.shape[1] == 1:
+        pass  # a column vector [N, 1] is accepted as [N]
+    elif len(array.shape) != 1:
+        raise errors.BadInput(errors.LABEL_COUNT if array.where else errors.CORRUPT,
+                              f"{array.where}: expected a 1-D array, got shape {array.shape}")
+    if array.shape[0] > _MAX_INDEX_ENTRIES:
+        raise errors.BadInput(errors.TOO_LARGE, f"{array.where}: {array.shape[0]} entries")
+    return array.read().reshape(-1)
+
+
+def labels_from_array(raw: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    """Converts a label array to int64 ids or bytes strings, and says which kind it is."""
+    kind = raw.dtype.kind
+    if kind in "iub":
+        return raw.astype(np.int64), "int"
+    if kind == "f":
+        ints = np.rint(raw)
+        if not np.all(np.isfinite(raw)) or not np.array_equal(ints, raw):
+            raise errors.BadInput(errors.BAD_LABEL, f"{where}: float labels that are not whole numbers")
+        return ints.astype(np.int64), "int"
+    if kind in "US":
+        encoded = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in raw.tolist()]
+        return np.array(encoded, dtype=object), "string"
+    raise errors.BadInput(errors.BAD_LABEL, f"{where}: labels of dtype {raw.dtype} are neither ints nor strings")
+
+
+def label_from_text(text: str) -> tuple[np.ndarray, str]:
+    """A one-sample file's label (from a CSV or a directory name): an int if it parses as one."""
+    try:
+        return np.array([int(text)], dtype=np.int64), "int"
+    except ValueError:
+        return np.array([text.encode("utf-8")], dtype=object), "string"
+
+
+def _detect(af: npy_io.ArrayFile, opts: ReadOptions, has_file_label: bool) -> str:
+    if opts.layout != "auto":
+        return opts.layout
+    keys = set(af.keys)
+    if keys == {npy_io.SINGLE_ARRAY_KEY}:
+        return "per_file" if has_file_label else "dense"
+    if has_file_label and opts.y_key not in keys:
+        return "per_file"
+    if opts.x_key in keys:
+        return "ragged" if opts.lengths_key in keys else "dense"
+    if any(re.fullmatch(re.escape(opts.x_key) + r"_\d+", k) for k in keys):
+        return "per_key"
+    raise errors.BadInput(errors.MISSING_KEY, f"no array {opts.x_key!r} (has {sorted(keys)}); "
+                          "see --x_key and --layout")
+
+
+def _x_key(af: npy_io.ArrayFile, opts: ReadOptions) -> str:
+    return npy_io.SINGLE_ARRAY_KEY if af.keys == [npy_io.SINGLE_ARRAY_KEY] else opts.x_key
+
+
+def _per_key_arrays(af: npy_io.ArrayFile, opts: ReadOptions) -> list[npy_io.NpyArray]:
+    pattern = re.compile(re.escape(opts.x_key) + r"_(\d+)")
+    numbered = sorted((int(m.group(1)), k) for k in af.keys if (m := pattern.fullmatch(k)))
+    if not numbered:
+        raise errors.BadInput(errors.MISSING_KEY, f"no arrays named {opts.x_key}_<index>")
+    return [af.open(k) for _, k in numbered]
+
+
+def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
+              file_label: tuple[np.ndarray, str] | None = None,
+              sibling: npy_io.ArrayFile | None = None) -> FilePlan:
+    """Works out a file's layout, shapes, lengths and labels, reading no sample data.
+
+    Args:
+      af: the opened file.
+      opts: layout flags.
+      file_label: (labels [1], kind) for a one-sample file, from a CSV or directory name.
+      sibling: the opened sibling label file, for the separate-labels layout.
+
+    Raises:
+      errors.BadInput: for anything that makes the whole file unusable.
+    """
+    layout = _detect(af, opts, file_label is not None)
+    if layout == "per_key":
+        arrays = _per_key_arrays(af, opts)
+        for a in arrays:
+            _check_values_dtype(a)
+        shapes = [a.shape if a.shape else (1,) for a in arrays]
+        trailing = {s[1:] for s in shapes}
+        dtypes = {a.dtype for a in arrays}
+        if len(trailing) > 1 or len(dtypes) > 1:
+            raise errors.BadInput(errors.SHAPE_MISMATCH if len(trailing) > 1 else errors.DTYPE_MISMATCH,
+                                  f"per-key samples disagree: shapes {sorted(trailing)}, dtypes {sorted(map(str, dtypes))}")
+        lengths = np.array([s[0] for s in shapes], dtype=np.int64)
+        dtype, trailing_shape = arrays[0].dtype, shapes[0][1:]
+    else:
+        x = af.open(_x_key(af, opts))
+        _check_values_dtype(x)
+        arrays = [x]
+        dtype = x.dtype
+        if layout == "dense":
+            shape = x.shape if len(x.shape) != 1 else (x.shape[0], 1)
+            if not shape:
+                raise errors.BadInput(errors.SHAPE_MISMATCH, "x is a scalar; expected [N, T, ...]")
+            lengths = np.full(shape[0], shape[1], dtype=np.int64)
+            trailing_shape = shape[2:]
+        elif layout == "per_file":
+            shape = x.shape or (1,)
+            lengths = np.array([shape[0]], dtype=np.int64)
+            trailing_shape = shape[1:]
+        elif layout == "ragged":
+            if opts.lengths_key not in af.keys:
+                raise errors.BadInput(errors.MISSING_KEY, f"ragged layout without {opts.lengths_key!r}")
+            raw_lengths = _read_index(af.open(opts.lengths_key))
+            if raw_lengths.dtype.kind not in "iu":
+                raise errors.BadInput(errors.BAD_LENGTHS, f"lengths of dtype {raw_lengths.dtype}")
+            lengths = raw_lengths.astype(np.int64)
+            rows = x.shape[0] if x.shape else 0
+            if np.any(lengths < 0):
+                raise errors.BadInput(errors.BAD_LENGTHS, f"negative lengths at {np.flatnonzero(lengths < 0)[:5].tolist()}")
+            if int(lengths.sum()) != rows:
+                raise errors.BadInput(errors.BAD_LENGTHS, f"lengths sum to {int(lengths.sum())} but x has {rows} rows")
+            trailing_shape = x.shape[1:]
+        else:
+            raise errors.BadInput(errors.LAYOUT, f"unknown layout {layout!r}")
+    row_bytes = int(np.prod(trailing_shape, dtype=np.int64)) * dtype.itemsize
+    total = int(lengths.sum()) * row_bytes
+    if total > opts.max_file_bytes:
+        raise errors.BadInput(errors.TOO_LARGE, f"{total} bytes of samples exceed --max_file_bytes={opts.max_file_bytes}")
+
+    if file_label is not None and layout == "per_file":
+        labels, label_kind = file_label
+    else:
+        holder = sibling if sibling is not None else af
+        if sibling is not None and sibling.keys == [npy_io.SINGLE_ARRAY_KEY]:
+            y_key = npy_io.SINGLE_ARRAY_KEY
+        else:
+            y_key = opts.y_key
+        if y_key not in holder.keys:
+            where = "the sibling label file" if sibling is not None else "the file"
+            raise errors.BadInput(errors.MISSING_KEY, f"{where} has no label array {opts.y_key!r}")
+        y = holder.open(y_key)
+        y.where = y.where or "labels"
+        labels, label_kind = labels_from_array(_read_index(y), "labels")
+    if len(labels) != len(lengths):
+        raise errors.BadInput(errors.LABEL_COUNT, f"{len(labels)} labels for {len(lengths)} samples")
+    if len(lengths) == 0:
+        raise errors.BadInput(errors.EMPTY_FILE, "the file holds zero samples")
+    return FilePlan(layout, dtype, tuple(int(d) for d in trailing_shape), lengths, labels, label_kind, arrays)

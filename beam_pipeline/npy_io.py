@@ -1,0 +1,149 @@
+"""Safe reading of .npy, .npz and .npy.gz content: headers checked before any allocation.
+
+Nothing here unpickles: object dtypes are refused from the header. Reads are incremental
+(`_read_exact`), so a header that lies about its shape can make us allocate no more than
+the bytes that really follow it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+import zlib
+from typing import BinaryIO
+
+import numpy as np
+
+from beam_pipeline import errors
+
+# The only array of a plain .npy / .npy.gz file is exposed under this key.
+SINGLE_ARRAY_KEY = ""
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_HEADER_BYTES = 10_000
+_READ_PIECE = 16 << 20
+_STREAM_ERRORS = (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError, OSError)
+
+
+def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
+    """Reads exactly nbytes, in pieces, so memory follows the data actually present."""
+    pieces, remaining = [], nbytes
+    try:
+        while remaining:
+            piece = stream.read(min(remaining, _READ_PIECE))
+            if not piece:
+                raise errors.BadInput(
+                    errors.TRUNCATED, f"{where}: data ends {remaining} bytes short of the header's size")
+            pieces.append(piece)
+            remaining -= len(piece)
+    except _STREAM_ERRORS as e:
+        raise errors.BadInput(errors.CORRUPT, f"{where}: {e}") from None
+    return b"".join(pieces)
+
+
+class NpyArray:
+    """One array whose header has been read and checked; its data is read on demand."""
+
+    def __init__(self, stream: BinaryIO, where: str):
+        self._stream = stream
+        self.where = where
+        try:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(stream, max_header_size=_MAX_HEADER_BYTES)
+            elif version in ((2, 0), (3, 0)):
+                header = np.lib.format.read_array_header_2_0(stream, max_header_size=_MAX_HEADER_BYTES)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except errors.BadInput:
+            raise
+        except _STREAM_ERRORS as e:
+            raise errors.BadInput(errors.CORRUPT, f"{where}: {e}") from None
+        except (ValueError, SyntaxError, TypeError) as e:
+            raise errors.BadInput(errors.CORRUPT, f"{where}: not a valid .npy header ({e})") from None
+        self.shape, self.fortran_order, self.dtype = header
+        if self.dtype.hasobject:
+            raise errors.BadInput(errors.PICKLED, f"{where}: object arrays are refused (never unpickled)")
+        if any(d < 0 for d in self.shape):
+            raise errors.BadInput(errors.CORRUPT, f"{where}: negative dimension in shape {self.shape}")
+        self._consumed = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data the header promises."""
+        return int(np.prod(self.shape, dtype=np.float64)) * self.dtype.itemsize
+
+    def read(self) -> np.ndarray:
+        """Reads the whole array and checks the stream's integrity (CRC) at its end."""
+        if self._consumed:
+            raise RuntimeError(f"{self.where} was already read")
+        self._consumed = True
+        data = _read_exact(self._stream, self.nbytes, self.where)
+        try:
+            self._stream.read(1)  # reaching EOF makes zipfile/gzip verify the CRC
+        except _STREAM_ERRORS as e:
+            raise errors.BadInput(errors.CORRUPT, f"{self.where}: {e}") from None
+        array = np.frombuffer(data, dtype=self.dtype)
+        order = "F" if self.fortran_order else "C"
+        return array.reshape(self.shape, order=order)
+
+
+class ArrayFile:
+    """The arrays of one .npy, .npy.gz or .npz file, keyed by name.
+
+    The kind is sniffed from the content (magic bytes), not trusted from the file name.
+    """
+
+    def __init__(self, source: bytes | BinaryIO, path: str):
+        """Opens a file.
+
+        Args:
+          source: the file's bytes, or a seekable binary stream (then only the parts that
+            are read are fetched: headers and small arrays while scanning).
+          path: the file's path, for messages.
+        """
+        self.path = path
+        self._source = io.BytesIO(source) if isinstance(source, bytes) else source
+        try:
+            self._source.seek(0)
+            magic = self._source.read(len(_NPY_MAGIC))
+            self._source.seek(0)
+        except OSError as e:
+            raise errors.BadInput(errors.UNREADABLE, str(e)) from None
+        if not magic:
+            raise errors.BadInput(errors.EMPTY_FILE, "the file is empty")
+        self._gzip = magic.startswith(_GZIP_MAGIC)
+        self._zip = None
+        if magic.startswith(_ZIP_MAGIC) or magic.startswith(_EMPTY_ZIP_MAGIC):
+            try:
+                self._zip = zipfile.ZipFile(self._source)
+            except (zipfile.BadZipFile, OSError, ValueError) as e:
+                raise errors.BadInput(errors.CORRUPT, f"bad .npz (zip): {e}") from None
+            names = [n for n in self._zip.namelist() if n.endswith(".npy")]
+            self.keys = [n[: -len(".npy")] for n in names]
+            if not self.keys:
+                raise errors.BadInput(errors.EMPTY_FILE, "the .npz holds no arrays")
+        elif self._gzip or magic.startswith(_NPY_MAGIC):
+            self.keys = [SINGLE_ARRAY_KEY]
+        else:
+            raise errors.BadInput(errors.CORRUPT, "not a NumPy file (no .npy, zip or gzip magic)")
+
+    def open(self, key: str) -> NpyArray:
+        """Opens one array: parses and checks its header; the data stays unread."""
+        where = key or "array"
+        if self._zip is not None:
+            if key not in self.keys:
+                raise errors.BadInput(errors.MISSING_KEY, f"no array {key!r} (has {sorted(self.keys)})")
+            try:
+                stream = self._zip.open(key + ".npy")
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
+                raise errors.BadInput(errors.CORRUPT, f"{key}: {e}") from None
+            return NpyArray(stream, key)
+        if key != SINGLE_ARRAY_KEY:
+            raise errors.BadInput(errors.MISSING_KEY, f"no array {key!r}: a .npy file holds one array")
+        self._source.seek(0)
+        stream = gzip.GzipFile(fileobj=self._source) if self._gzip else self._source
+        return NpyArray(stream, where)

@@ -1,0 +1,125 @@
+"""Reading one input file (or a sample range of it) through Beam's FileSystems.
+
+Shared by the scan (headers only), the analyze pass and the transform pass, so all three
+refuse exactly the same files and samples. Paths go through `FileSystems`, never `open()`,
+so gs://, s3:// and any registered filesystem work like local paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipeline import errors, layouts, npy_io, samples
+from transforms.features import DatasetSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class FileTask:
+    """One unit of reading work: a file, or a range of its samples.
+
+    Attributes:
+      path: the input file.
+      split: "train" or "eval".
+      size: the file's size in bytes.
+      label: a one-sample file's label text (from --labels_csv or --labels_from_dir).
+      labels_path: the sibling file holding this file's labels (--labels_sibling).
+      sample_range: [start, stop) of the samples this task covers; None for all.
+    """
+
+    path: str
+    split: str
+    size: int
+    label: str | None = None
+    labels_path: str | None = None
+    sample_range: tuple[int, int] | None = None
+
+
+def read_bytes(path: str) -> bytes:
+    """Reads a whole file through Beam's FileSystems."""
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            return f.read()
+    except Exception as e:  # noqa: BLE001 - any filesystem's error means "cannot read"
+        raise errors.BadInput(errors.UNREADABLE, f"cannot read: {e}") from None
+
+
+def open_stream(path: str):
+    """Opens a file for random access (the scan reads headers only)."""
+    try:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    except Exception as e:  # noqa: BLE001
+        raise errors.BadInput(errors.UNREADABLE, f"cannot open: {e}") from None
+
+
+def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.FilePlan:
+    """Opens a task's file (and its sibling label file) and plans its layout.
+
+    Args:
+      task: the file.
+      opts: layout flags.
+      source: the file's bytes or a seekable stream.
+    """
+    if task.label == "":
+        raise errors.BadInput(errors.MISSING_LABEL, "no label for this file in --labels_csv")
+    af = npy_io.ArrayFile(source, task.path)
+    sibling = None
+    if task.labels_path is not None:
+        try:
+            sibling = npy_io.ArrayFile(read_bytes(task.labels_path), task.labels_path)
+        except errors.BadInput as e:
+            raise errors.BadInput(e.reason, f"sibling label file {task.labels_path}: {e.message}") from None
+    file_label = layouts.label_from_text(task.label) if task.label is not None else None
+    return layouts.plan_file(af, opts, file_label=file_label, sibling=sibling)
+
+
+def quarantine_record(task: FileTask, problem: errors.BadInput, samples_lost: int) -> dict[str, Any]:
+    """A machine-readable quarantine record (one JSON line in out/quarantine/)."""
+    return {
+        "file": task.path,
+        "split": task.split,
+        "sample_index": problem.sample_index,
+        "reason": problem.reason,
+        "message": problem.message,
+        "samples": samples_lost,
+    }
+
+
+@dataclasses.dataclass
+class TaskRead:
+    """What reading a task gave: a report, quarantine records and the valid batches."""
+
+    report: dict[str, Any]
+    quarantine: list[dict[str, Any]]
+    batches: list[samples.SampleBatch]
+
+
+def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
+              chunk_bytes: int) -> TaskRead:
+    """Reads, checks and batches a task's samples; never raises for bad input."""
+    report: dict[str, Any] = {"path": task.path, "split": task.split, "bytes": task.size,
+                              "sha256": None, "range": task.sample_range, "samples": 0,
+                              "quarantined": 0, "truncated": 0, "error": None}
+    plan = None
+    try:
+        data = read_bytes(task.path)
+        report["bytes"] = len(data)
+        report["sha256"] = hashlib.sha256(data).hexdigest()
+        plan = plan_task(task, opts, data)
+        samples.check_file_against_spec(plan, spec)
+        values = plan.read_values()
+        selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,
+                                           chunk_bytes, task.sample_range)
+    except errors.BadInput as e:
+        start, stop = task.sample_range or (0, plan.num_samples if plan is not None else 0)
+        report.update(samples=stop - start, quarantined=stop - start, error=e.reason)
+        e.sample_index = task.sample_range[0] if task.sample_range else None
+        return TaskRead(report, [quarantine_record(task, e, stop - start)], [])
+    start, stop = task.sample_range or (0, plan.num_samples)
+    report.update(samples=stop - start, quarantined=len(selection.refusals), truncated=selection.truncated)
+    records = [quarantine_record(task, r, 1) for r in selection.refusals]
+    return TaskRead(report, records, selection.batches)

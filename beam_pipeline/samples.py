@@ -1,0 +1,145 @@
+"""Per-sample checks, truncation and batching of a file's decoded samples.
+
+A file is all-or-nothing at the file level (`layouts.plan_file`), then each sample is
+checked here: empty, too large, NaN/Inf, bad label id. Valid samples longer than
+`max_length` are truncated and counted. Valid samples are cut into `SampleBatch`es of
+roughly `chunk_bytes`, the unit both tf.Transform passes work on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+from beam_pipeline import errors
+from beam_pipeline.layouts import FilePlan
+from transforms.features import DatasetSpec
+
+
+@dataclasses.dataclass
+class SampleBatch:
+    """Samples of one file, flattened along time: the rows of sample i are
+    values[offsets[i]:offsets[i + 1]] with offsets the cumulative `lengths`."""
+
+    path: str
+    indices: np.ndarray   # int64 [n], sample index within the file
+    values: np.ndarray    # [sum(lengths), *trailing_shape], the file's dtype
+    lengths: np.ndarray   # int64 [n]
+    labels: np.ndarray    # int64 [n], or object array of bytes [n]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+@dataclasses.dataclass
+class Selection:
+    """Result of checking a file's samples: what is kept, what is refused and why."""
+
+    batches: list[SampleBatch]
+    refusals: list[errors.BadInput]   # one per refused sample, with sample_index set
+    truncated: int                    # kept samples cut to max_length
+    kept: int
+
+
+def check_file_against_spec(plan: FilePlan, spec: DatasetSpec) -> None:
+    """Refuses a file whose dtype, trailing shape or label kind differs from the dataset's."""
+    if plan.trailing_shape != spec.trailing_shape:
+        raise errors.BadInput(errors.SHAPE_MISMATCH, f"trailing shape {list(plan.trailing_shape)} "
+                              f"differs from the dataset's {list(spec.trailing_shape)}")
+    if plan.dtype.name != spec.source_dtype:
+        raise errors.BadInput(errors.DTYPE_MISMATCH, f"dtype {plan.dtype.name} differs from the "
+                              f"dataset's {spec.source_dtype}")
+    if plan.label_kind != spec.label_kind:
+        raise errors.BadInput(errors.BAD_LABEL, f"{plan.label_kind} labels in a dataset of "
+                              f"{spec.label_kind} labels")
+
+
+def _segment_any(row_flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each segment [start, end) of rows, whether any row flag is set."""
+    counts = np.concatenate([[0], np.cumsum(row_flags, dtype=np.int64)])
+    return counts[ends] - counts[starts] > 0
+
+
+def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Rows [starts[i], starts[i] + lengths[i]) of every i, concatenated (one fancy index)."""
+    total = int(lengths.sum())
+    new_starts = np.cumsum(lengths) - lengths
+    rows = np.repeat(starts - new_starts, lengths) + np.arange(total, dtype=np.int64)
+    return values[rows]
+
+
+def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetSpec,
+                   max_sample_bytes: int, chunk_bytes: int,
+                   sample_range: tuple[int, int] | None = None) -> Selection:
+    """Checks each sample, truncates long ones, and batches the valid ones.
+
+    Args:
+      path: the file, for the batches' provenance.
+      plan: the file's layout, lengths and labels.
+      values: all samples' rows, [sum(plan.lengths), *trailing].
+      spec: the dataset spec (max_length).
+      max_sample_bytes: samples with more data than this are refused.
+      chunk_bytes: target size of one batch's values.
+      sample_range: [start, stop) of the samples to consider; all when None.
+    """
+    start, stop = sample_range or (0, plan.num_samples)
+    lengths = plan.lengths[start:stop]
+    offsets = np.concatenate([[0], np.cumsum(plan.lengths)])
+    starts, ends = offsets[start:stop], offsets[start + 1:stop + 1]
+    row_bytes = max(1, int(np.prod(spec.trailing_shape, dtype=np.int64))) * values.dtype.itemsize
+    labels = plan.labels[start:stop]
+    index = np.arange(start, stop, dtype=np.int64)
+
+    problems: list[tuple[np.ndarray, str, str]] = [
+        (lengths == 0, errors.EMPTY_SAMPLE, "the sample has zero time steps"),
+        (lengths * row_bytes > max_sample_bytes, errors.TOO_LARGE,
+         f"the sample exceeds --max_sample_bytes={max_sample_bytes}"),
+    ]
+    if values.dtype.kind == "f":
+        flat = values.reshape(len(values), -1)
+        bad_rows = ~np.isfinite(flat).all(axis=1)
+        if bad_rows.any():
+            problems.append((_segment_any(bad_rows, starts, ends), errors.NON_FINITE,
+                             "the sample holds NaN or Inf"))
+    if plan.label_kind == "int":
+        problems.append((labels < 0, errors.BAD_LABEL, "negative class id"))
+
+    refused = np.zeros(len(lengths), dtype=bool)
+    refusals = []
+    for mask, reason, message in problems:
+        new = mask & ~refused
+        refusals.extend(errors.BadInput(reason, message, int(i)) for i in index[new])
+        refused |= mask
+    keep = ~refused
+    kept_lengths = np.minimum(lengths[keep], spec.max_length)
+    truncated = int(np.count_nonzero(lengths[keep] > spec.max_length))
+
+    kept_starts = starts[keep]
+    if truncated == 0 and keep.all():
+        # The common case: everything valid, take contiguous views instead of copies.
+        kept_values = values[offsets[start]:offsets[stop]]
+    else:
+        kept_values = _gather(values, kept_starts, kept_lengths)
+    kept_index, kept_labels = index[keep], labels[keep]
+
+    batches = []
+    bounds = np.concatenate([[0], np.cumsum(kept_lengths)])
+    sample_bytes = np.cumsum(kept_lengths * row_bytes)
+    first = 0
+    while first < len(kept_lengths):
+        budget = (sample_bytes[first - 1] if first else 0) + chunk_bytes
+        last = max(first + 1, int(np.searchsorted(sample_bytes, budget, side="right")))
+        batches.append(SampleBatch(path, kept_index[first:last],
+                                   kept_values[bounds[first]:bounds[last]],
+                                   kept_lengths[first:last], kept_labels[first:last]))
+        first = last
+    return Selection(batches, refusals, truncated, int(keep.sum()))
+
+
+def iter_rows(batch: SampleBatch) -> Iterator[np.ndarray]:
+    """Yields each sample of a batch as an array [length, *trailing] (for tests and tools)."""
+    bounds = np.concatenate([[0], np.cumsum(batch.lengths)])
+    for i in range(len(batch)):
+        yield batch.values[bounds[i]:bounds[i + 1]]

@@ -1,0 +1,150 @@
+"""Before the pipeline: find the input files and learn the dataset's shape from headers.
+
+The scan reads headers and the small index arrays only (lengths, labels), in a thread
+pool, and decides what the dataset is: the trailing shape and dtype most samples share,
+the label kind, and (for --max_length auto) the longest training sample. tf.Transform
+needs these before tracing the preprocessing_fn, as the padded shape must be static.
+Files that disagree are not dropped here: the pipeline quarantines them with a reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import csv
+import dataclasses
+import io
+import posixpath
+
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipeline import errors, layouts, reader
+from transforms.features import DatasetSpec
+
+_SCAN_THREADS = 16
+# Extensions stripped to find a file's stem (for sibling label files).
+_EXTENSIONS = (".npy.gz", ".npz", ".npy")
+
+
+class UsageError(Exception):
+    """A problem with the run as a whole (flags, empty glob, no usable data): one line, exit 2."""
+
+
+@dataclasses.dataclass
+class FileScan:
+    """What the scan learned about one file (plan is None when it could not be read)."""
+
+    task: reader.FileTask
+    plan: layouts.FilePlan | None
+    error: errors.BadInput | None
+
+
+def _stem(path: str) -> str:
+    for ext in _EXTENSIONS:
+        if path.endswith(ext):
+            return path[: -len(ext)]
+    return posixpath.splitext(path)[0]
+
+
+def _read_labels_csv(path: str) -> dict[str, str]:
+    """Reads a CSV of `path,label` rows (header optional); relative paths are taken from
+    the CSV's own directory."""
+    text = reader.read_bytes(path).decode("utf-8")
+    base = posixpath.dirname(path)
+    labels = {}
+    for row in csv.reader(io.StringIO(text)):
+        if not row or row[0].strip().lower() == "path" or len(row) < 2:
+            continue
+        file_path = row[0].strip()
+        if "://" not in file_path and not posixpath.isabs(file_path):
+            file_path = posixpath.normpath(posixpath.join(base, file_path))
+        labels[file_path] = row[1].strip()
+    return labels
+
+
+def match_files(patterns: list[str], split: str, *, labels_csv: str | None = None,
+                labels_from_dir: bool = False, labels_sibling: str | None = None) -> list[reader.FileTask]:
+    """Expands globs into tasks, attaching each file's label source.
+
+    Raises:
+      UsageError: when the globs match no file.
+    """
+    found = {}
+    for pattern in patterns:
+        for result in FileSystems.match([pattern]):
+            for meta in result.metadata_list:
+                found[meta.path] = meta.size_in_bytes
+    if labels_sibling:
+        found = {p: s for p, s in found.items() if not p.endswith(labels_sibling)}
+    if not found:
+        raise UsageError(f"no input files match {', '.join(patterns)} ({split} split)")
+    csv_labels = _read_labels_csv(labels_csv) if labels_csv else {}
+    tasks = []
+    for path in sorted(found):
+        label = None
+        if labels_csv:
+            label = csv_labels.get(posixpath.normpath(path), csv_labels.get(path))
+            if label is None:
+                label = ""  # an empty label is reported as missing by the pipeline
+        elif labels_from_dir:
+            label = posixpath.basename(posixpath.dirname(path))
+        sibling = _stem(path) + labels_sibling if labels_sibling else None
+        tasks.append(reader.FileTask(path, split, found[path], label=label, labels_path=sibling))
+    return tasks
+
+
+def _scan_one(task: reader.FileTask, opts: layouts.ReadOptions) -> FileScan:
+    try:
+        with reader.open_stream(task.path) as stream:
+            return FileScan(task, reader.plan_task(task, opts, stream), None)
+    except errors.BadInput as e:
+        return FileScan(task, None, e)
+
+
+def scan_files(tasks: list[reader.FileTask], opts: layouts.ReadOptions) -> list[FileScan]:
+    """Plans every file (headers and index arrays only), in parallel threads."""
+    with concurrent.futures.ThreadPoolExecutor(_SCAN_THREADS) as pool:
+        return list(pool.map(lambda t: _scan_one(t, opts), tasks))
+
+
+def infer_spec(train: list[FileScan], evaluation: list[FileScan], *, max_length: str,
+               normalize: str, per_element: bool) -> DatasetSpec:
+    """Decides the dataset spec from the training files' scans.
+
+    The trailing shape, dtype and label kind are those of the majority of training
+    samples; files that disagree will be quarantined by the pipeline.
+
+    Raises:
+      UsageError: when no training file is readable, or the flags do not fit the data.
+    """
+    good = [s for s in train if s.plan is not None]
+    if not good:
+        reasons = collections.Counter(s.error.reason for s in train if s.error)
+        raise UsageError(f"no readable training file among {len(train)} ({dict(reasons)})")
+    votes = collections.Counter()
+    for s in good:
+        votes[(s.plan.trailing_shape, s.plan.dtype.name, s.plan.label_kind)] += s.plan.num_samples
+    (trailing, dtype, label_kind), _ = votes.most_common(1)[0]
+
+    def agrees(s: FileScan) -> bool:
+        p = s.plan
+        return p is not None and (p.trailing_shape, p.dtype.name, p.label_kind) == (trailing, dtype, label_kind)
+
+    train_lengths = [int(s.plan.lengths.max()) for s in good if agrees(s) and s.plan.num_samples]
+    longest = max(train_lengths, default=1)
+    if max_length == "auto":
+        length = longest
+    else:
+        try:
+            length = int(max_length)
+        except ValueError:
+            raise UsageError(f"--max_length must be 'auto' or a positive integer, got {max_length!r}") from None
+        if length < 1:
+            raise UsageError(f"--max_length must be >= 1, got {length}")
+    if per_element:
+        shortest = min(int(s.plan.lengths.min()) for s in train + evaluation if agrees(s))
+        if shortest < length:
+            raise UsageError(f"--per_element needs fixed-shape samples, but lengths vary "
+                             f"({shortest}..{longest}); drop --per_element or set --max_length {shortest}")
+    return DatasetSpec(trailing_shape=tuple(trailing), source_dtype=dtype, max_length=length,
+                       label_kind=label_kind, normalize=normalize, per_element=per_element)

@@ -1,0 +1,175 @@
+"""The transform pass: read a shard's files, apply the transform graph, write one shard.
+
+Shards are planned from file sizes before the pipeline starts and each shard is written by
+one DoFn call, so no step groups the examples themselves (a fixed-count WriteToTFRecord
+would shuffle the whole dataset through a GroupByKey). A shard is written under a
+temporary name and renamed when complete: a failed or killed run never leaves a
+half-written shard under its final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from beam_pipeline import errors, layouts, reader, tfrecord
+from beam_pipeline.samples import SampleBatch
+from transforms import features
+from transforms.features import DatasetSpec
+
+# Aim for shards of ~150 MB (the 100-200 MB that suits TFRecord readers and GCS alike).
+TARGET_SHARD_BYTES = 150 << 20
+# Per-record overhead of the Example encoding and TFRecord framing, roughly.
+_RECORD_OVERHEAD = 64
+_COUNT = beam.metrics.Metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardTask:
+    """The files (or sample ranges) that make one output shard."""
+
+    split: str
+    index: int
+    count: int
+    tasks: tuple[reader.FileTask, ...]
+
+    def file_name(self, compression: str) -> str:
+        suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+        return f"{self.split}-{self.index:05d}-of-{self.count:05d}{suffix}"
+
+
+def auto_num_shards(num_samples: int, spec: DatasetSpec, num_files: int) -> int:
+    """Shards of ~TARGET_SHARD_BYTES, at least one, and no more than there are files."""
+    estimate = num_samples * (4 * spec.max_length * spec.step_size + _RECORD_OVERHEAD)
+    return max(1, min(num_files, math.ceil(estimate / TARGET_SHARD_BYTES)))
+
+
+def plan_shards(split: str, tasks: list[reader.FileTask], sample_counts: dict[str, int],
+                num_shards: int) -> list[ShardTask]:
+    """Spreads files over shards, balancing samples; deterministic for the same input.
+
+    When there are fewer files than shards, files are cut into sample ranges (each range
+    re-reads its file, the price of honoring an explicit --num_shards).
+    """
+    units = []
+    per_shard = max(1, math.ceil(sum(sample_counts.values()) / num_shards))
+    for task in tasks:
+        n = sample_counts.get(task.path, 0)
+        pieces = math.ceil(n / per_shard) if len(tasks) < num_shards and n > per_shard else 1
+        if pieces == 1:
+            units.append((n, task))
+            continue
+        bounds = np.linspace(0, n, pieces + 1).astype(int)
+        units += [(int(b - a), dataclasses.replace(task, sample_range=(int(a), int(b))))
+                  for a, b in zip(bounds[:-1], bounds[1:])]
+    loads = [0] * num_shards
+    assigned: list[list[reader.FileTask]] = [[] for _ in range(num_shards)]
+    for n, task in sorted(units, key=lambda u: (-u[0], u[1].path, u[1].sample_range or (0, 0))):
+        target = loads.index(min(loads))
+        loads[target] += n
+        assigned[target].append(task)
+    return [ShardTask(split, i, num_shards, tuple(t)) for i, t in enumerate(assigned)]
+
+
+def _sparse_input(batch: SampleBatch, spec: DatasetSpec):
+    """The raw `x` of a batch as the SparseTensor tf.Transform's VarLenFeature expects."""
+    import tensorflow as tf
+
+    sizes = batch.lengths * spec.step_size
+    total = int(sizes.sum())
+    rows = np.repeat(np.arange(len(batch), dtype=np.int64), sizes)
+    starts = np.cumsum(sizes) - sizes
+    cols = np.arange(total, dtype=np.int64) - np.repeat(starts, sizes)
+    values = batch.values.reshape(-1).astype(spec.raw_x_dtype.as_numpy_dtype, copy=False)
+    return tf.SparseTensor(np.stack([rows, cols], axis=1), values,
+                           [len(batch), int(sizes.max(initial=0))])
+
+
+class WriteShardFn(beam.DoFn):
+    """Reads a shard's files, transforms them with the saved graph and writes the shard.
+
+    Main output: a shard report. Tagged outputs: "files" (one report per file task) and
+    "quarantine" (one record per refused file or sample).
+    """
+
+    def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
+                 chunk_bytes: int, compression: str):
+        self._output_dir = output_dir
+        self._spec = spec
+        self._opts = opts
+        self._chunk_bytes = chunk_bytes
+        self._compression = compression
+        self._transform = None
+        self._encoder = tfrecord.ExampleEncoder(features.X, [features.LENGTH, features.LABEL])
+        self._written = _COUNT.counter("write", "examples_written")
+        self._refused = _COUNT.counter("write", "examples_quarantined")
+
+    def _load_transform(self, transform_dir: str):
+        import tensorflow as tf
+        import tensorflow_transform as tft
+
+        output = tft.TFTransformOutput(transform_dir)
+        layer = output.transform_features_layer()
+        spec = self._spec
+        signature = {
+            features.X: tf.SparseTensorSpec([None, None], spec.raw_x_dtype),
+            features.LENGTH: tf.TensorSpec([None], tf.int64),
+            features.LABEL: tf.TensorSpec([None], tf.string if spec.label_kind == "string" else tf.int64),
+        }
+        return tf.function(lambda raw: layer(raw), input_signature=[signature])
+
+    def _transform_batch(self, batch: SampleBatch) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+
+        label_dtype = tf.string if self._spec.label_kind == "string" else tf.int64
+        raw = {
+            features.X: _sparse_input(batch, self._spec),
+            features.LENGTH: tf.constant(batch.lengths, tf.int64),
+            features.LABEL: tf.constant(batch.labels.tolist() if label_dtype == tf.string else batch.labels,
+                                        label_dtype),
+        }
+        return {k: v.numpy() for k, v in self._transform(raw).items()}
+
+    def process(self, shard: ShardTask, transform_dir: str):
+        if self._transform is None:
+            self._transform = self._load_transform(transform_dir)
+        data_dir = FileSystems.join(self._output_dir, "data")
+        final = FileSystems.join(data_dir, shard.file_name(self._compression))
+        temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{shard.file_name(self._compression)}")
+        compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
+        examples = 0
+        with FileSystems.create(temp, compression_type=compression) as sink:
+            for task in shard.tasks:
+                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
+                written = unknown = 0
+                for batch in read.batches:
+                    out = self._transform_batch(batch)
+                    known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
+                    unknown += int(np.count_nonzero(~known))
+                    for i in batch.indices[~known].tolist():
+                        problem = errors.BadInput(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
+                        read.quarantine.append(reader.quarantine_record(task, problem, 1))
+                    records = self._encoder.encode(
+                        out[features.X][known],
+                        {features.LENGTH: out[features.LENGTH][known], features.LABEL: out[features.LABEL][known]})
+                    sink.write(tfrecord.frame_records(records))
+                    written += len(records)
+                read.report["quarantined"] += unknown
+                read.report.update(kind="file", written=written, shard=shard.file_name(self._compression))
+                examples += written
+                self._written.inc(written)
+                self._refused.inc(read.report["quarantined"])
+                yield beam.pvalue.TaggedOutput("files", read.report)
+                for record in read.quarantine:
+                    yield beam.pvalue.TaggedOutput("quarantine", record)
+        if FileSystems.exists(final):
+            FileSystems.delete([final])
+        FileSystems.rename([temp], [final])
+        yield {"kind": "shard", "split": shard.split, "file": f"data/{shard.file_name(self._compression)}",
+               "examples": examples}

@@ -1,0 +1,1 @@
+"""Trainer: tf.data input pipeline over the pipeline's shards, model, strategies, serving export."""

@@ -1,0 +1,148 @@
+"""The features of a dataset: names, dtypes, shapes, padding and normalization choices.
+
+Every other module takes feature names and shapes from here. A `DatasetSpec` is what the
+pipeline learned about the input (trailing shape, dtype, longest sample, label kind) plus
+the user's choices (normalization, max length). It is written into the manifest, so the
+trainer and the serving export rebuild nothing by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import tensorflow as tf
+
+# Feature keys, in the raw (pipeline input / serving input) and transformed (TFRecord) schema.
+X = "x"
+LENGTH = "length"
+LABEL = "label"
+
+NORMALIZE_MODES = ("zscore", "minmax", "none")
+LABEL_KINDS = ("int", "string")
+# Vocabulary file name of string labels, saved with the transform graph.
+LABEL_VOCABULARY = "label"
+# Label id given to a label the training vocabulary does not know (the pipeline quarantines it).
+UNKNOWN_LABEL_ID = -1
+
+# Source dtypes whose values are carried exactly by float32 in the raw Example; the wider
+# integers travel as int64 so no precision is lost before the float64 statistics.
+_INT64_SOURCE_DTYPES = frozenset({"int32", "int64", "uint32"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One feature of the transformed (training-ready) records.
+
+    Attributes:
+      name: feature key in the tf.train.Example.
+      dtype: TensorFlow dtype after the transform.
+      shape: fixed shape of one example's value ([] for scalars).
+      description: what the value means, for the manifest and docs.
+    """
+
+    name: str
+    dtype: tf.DType
+    shape: tuple[int, ...]
+    description: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns a JSON-ready description of the feature."""
+        return {"dtype": self.dtype.name, "shape": list(self.shape), "description": self.description}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset's samples look like, and how they are padded and normalized.
+
+    A sample is an array of shape [T, *trailing_shape]: T (its length) may vary between
+    samples, the trailing dimensions may not.
+
+    Attributes:
+      trailing_shape: dimensions after the time axis, equal across the dataset.
+      source_dtype: NumPy dtype name of the input arrays (e.g. "float32", "uint8").
+      max_length: T after padding; longer samples are truncated.
+      label_kind: "int" (ids used as they are) or "string" (mapped through a vocabulary).
+      normalize: "zscore", "minmax" or "none".
+      per_element: statistics per element of [T, *trailing] instead of per channel of the
+        last axis (only for fixed-shape data, where every sample has T == max_length).
+    """
+
+    trailing_shape: tuple[int, ...]
+    source_dtype: str
+    max_length: int
+    label_kind: str = "int"
+    normalize: str = "zscore"
+    per_element: bool = False
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        if self.label_kind not in LABEL_KINDS:
+            raise ValueError(f"label_kind must be one of {LABEL_KINDS}, got {self.label_kind!r}")
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+
+    @property
+    def step_size(self) -> int:
+        """Number of values in one time step (product of the trailing dimensions)."""
+        return math.prod(self.trailing_shape)
+
+    @property
+    def num_channels(self) -> int:
+        """Channels that get their own statistics: the last axis, or 1 for 1-D samples."""
+        return self.trailing_shape[-1] if self.trailing_shape else 1
+
+    @property
+    def stats_shape(self) -> tuple[int, ...]:
+        """Shape of each statistic (mean, std, ...)."""
+        if self.per_element:
+            return (self.max_length, *self.trailing_shape)
+        return (self.num_channels,)
+
+    @property
+    def raw_x_dtype(self) -> tf.DType:
+        """dtype of the flattened values in a raw Example (float32 or int64)."""
+        return tf.int64 if self.source_dtype in _INT64_SOURCE_DTYPES else tf.float32
+
+    @property
+    def padded_shape(self) -> tuple[int, ...]:
+        """Shape of one transformed `x`: [max_length, *trailing_shape]."""
+        return (self.max_length, *self.trailing_shape)
+
+    def raw_feature_spec(self) -> dict[str, tf.io.VarLenFeature | tf.io.FixedLenFeature]:
+        """Feature spec of the raw schema: unpadded, unnormalized values and their length.
+
+        `x` holds the sample's values flattened row-major ([T * prod(trailing)] values);
+        this is also what the serving signature parses.
+        """
+        label_dtype = tf.string if self.label_kind == "string" else tf.int64
+        return {
+            X: tf.io.VarLenFeature(self.raw_x_dtype),
+            LENGTH: tf.io.FixedLenFeature([], tf.int64),
+            LABEL: tf.io.FixedLenFeature([], label_dtype),
+        }
+
+    def transformed_features(self) -> dict[str, Feature]:
+        """The features of the written TFRecords, all fixed-length."""
+        return {
+            X: Feature(X, tf.float32, self.padded_shape,
+                       f"normalized ({self.normalize}) values, zero-padded after `length` steps"),
+            LENGTH: Feature(LENGTH, tf.int64, (), "valid time steps before padding"),
+            LABEL: Feature(LABEL, tf.int64, (), "class id"),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the spec as a JSON-ready dict (stored in the manifest)."""
+        data = dataclasses.asdict(self)
+        data["trailing_shape"] = list(self.trailing_shape)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DatasetSpec:
+        """Rebuilds a spec written by `to_json`."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in fields}
+        kwargs["trailing_shape"] = tuple(kwargs["trailing_shape"])
+        return cls(**kwargs)
