@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
+from beam_pipeline.paths import WORK_DIR
 from beam_pipeline.samples import SampleBatch
 from transforms import features
 from transforms.features import DatasetSpec
@@ -22,7 +23,7 @@ from transforms.preprocessing import make_preprocessing_fn
 
 
 def _arrow_types(spec: DatasetSpec) -> tuple[pa.DataType, pa.DataType]:
-    value_type = pa.int64() if spec.raw_x_dtype.name == "int64" else pa.float32()
+    value_type = pa.int64() if spec.raw_x_dtype == "int64" else pa.float32()
     label_type = pa.large_binary() if spec.label_kind == "string" else pa.int64()
     return value_type, label_type
 
@@ -60,10 +61,6 @@ def to_record_batch(batch: SampleBatch, spec: DatasetSpec) -> pa.RecordBatch:
         pa.LargeListArray.from_arrays(singles, pa.array(batch.lengths, type=pa.int64())),
         pa.LargeListArray.from_arrays(singles, labels),
     ], [features.X, features.LENGTH, features.LABEL])
-
-
-# Scratch space inside the output directory, removed when the run completes.
-WORK_DIR = ".work"
 
 
 class AnalyzeSamples(beam.PTransform):

@@ -27,15 +27,11 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from beam_pipeline import layouts, manifest, pipeline, scan, write  # noqa: E402
+from beam_pipeline import layouts, paths, scan  # noqa: E402
 from transforms import features  # noqa: E402
 
-# Everything a run writes into --output_dir; --overwrite removes exactly these.
-OUTPUT_ENTRIES = ("data", "transform_fn", "transformed_metadata", pipeline.QUARANTINE_DIR,
-                  pipeline.WORK_DIR, "transform_tmp", manifest.MANIFEST, manifest.SUCCESS)
 
-
-class RunFailed(Exception):
+class RunFailedError(Exception):
     """The pipeline ran but its result must not be used (e.g. too much bad input)."""
 
 
@@ -96,10 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare_output(output_dir: str, overwrite: bool) -> None:
-    success = FileSystems.join(output_dir, manifest.SUCCESS)
+    success = FileSystems.join(output_dir, paths.SUCCESS)
     if FileSystems.exists(success) and not overwrite:
         raise scan.UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
-    stale = [FileSystems.join(output_dir, e) for e in OUTPUT_ENTRIES]
+    stale = [FileSystems.join(output_dir, e) for e in paths.OUTPUT_ENTRIES]
     stale = [path for path in stale if FileSystems.exists(path)]
     if stale:
         FileSystems.delete(stale)
@@ -128,7 +124,7 @@ def _check_bad_fraction(summary: dict[str, Any], limit: float) -> None:
         sample_fraction = s["examples_quarantined"] / max(1, s["examples_read"])
         file_fraction = s["files_quarantined"] / max(1, s["files_matched"])
         if max(sample_fraction, file_fraction) > limit:
-            raise RunFailed(
+            raise RunFailedError(
                 f"{split}: {s['examples_quarantined']}/{s['examples_read']} examples and "
                 f"{s['files_quarantined']}/{s['files_matched']} files quarantined, more than "
                 f"--max_bad_fraction={limit}; see {summary['quarantine']['file']} (no _SUCCESS written)")
@@ -148,7 +144,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     Raises:
       scan.UsageError: bad flags, empty globs, or a completed output without --overwrite.
-      RunFailed: more bad input than --max_bad_fraction allows.
+      RunFailedError: more bad input than --max_bad_fraction allows.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = build_parser().parse_known_args(argv)
@@ -164,6 +160,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.eval_input:
         splits["eval"] = scan.match_files(args.eval_input, "eval", **label_flags)
     _prepare_output(output_dir, args.overwrite)
+    # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
+    from beam_pipeline import manifest, pipeline, write
 
     scans = {split: scan.scan_files(tasks, opts) for split, tasks in splits.items()}
     spec = scan.infer_spec(scans["train"], scans.get("eval", []), max_length=args.max_length,
@@ -181,13 +179,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     result = p.run()
     state = result.wait_until_finish()
     if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RunFailed(f"the pipeline ended in state {state}")
+        raise RunFailedError(f"the pipeline ended in state {state}")
 
     m = manifest.build_manifest(output_dir, spec, splits, argv, _label_vocabulary(output_dir, spec))
-    manifest.write_text(FileSystems.join(output_dir, manifest.MANIFEST), json.dumps(m, indent=2) + "\n")
-    FileSystems.delete([FileSystems.join(output_dir, pipeline.WORK_DIR)])
+    manifest.write_text(FileSystems.join(output_dir, paths.MANIFEST), json.dumps(m, indent=2) + "\n")
+    FileSystems.delete([FileSystems.join(output_dir, paths.WORK_DIR)])
     _check_bad_fraction(m, args.max_bad_fraction)
-    manifest.write_text(FileSystems.join(output_dir, manifest.SUCCESS), "")
+    manifest.write_text(FileSystems.join(output_dir, paths.SUCCESS), "")
     print(_summary_line(m, output_dir), flush=True)
     return m
 
@@ -208,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     except scan.UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
-    except RunFailed as e:
+    except RunFailedError as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -23,7 +23,7 @@ EMPTY_SAMPLE = "empty_sample"      # a sample with zero time steps
 LAYOUT = "layout"                  # the file's layout cannot be determined or disagrees
 
 
-class BadInput(Exception):
+class BadInputError(Exception):
     """An input file or sample that cannot be used, with a reason code and a message.
 
     Attributes:

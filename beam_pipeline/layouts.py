@@ -75,7 +75,7 @@ class FilePlan:
 
 def _check_values_dtype(array: npy_io.NpyArray) -> None:
     if array.dtype.kind not in _VALUE_KINDS or (array.dtype.kind == "u" and array.dtype.itemsize > 4):
-        raise errors.BadInput(errors.BAD_DTYPE, f"{array.where}: dtype {array.dtype} is not a supported "
+        raise errors.BadInputError(errors.BAD_DTYPE, f"{array.where}: dtype {array.dtype} is not a supported "
                               "numeric type (float16/32/64, int8..int64, uint8..uint32, bool)")
 
 
@@ -84,10 +84,10 @@ def _read_index(array: npy_io.NpyArray) -> np.ndarray:
     if len(array.shape) == 2 and array.shape[1] == 1:
         pass  # a column vector [N, 1] is accepted as [N]
     elif len(array.shape) != 1:
-        raise errors.BadInput(errors.LABEL_COUNT if array.where else errors.CORRUPT,
+        raise errors.BadInputError(errors.LABEL_COUNT if array.where else errors.CORRUPT,
                               f"{array.where}: expected a 1-D array, got shape {array.shape}")
     if array.shape[0] > _MAX_INDEX_ENTRIES:
-        raise errors.BadInput(errors.TOO_LARGE, f"{array.where}: {array.shape[0]} entries")
+        raise errors.BadInputError(errors.TOO_LARGE, f"{array.where}: {array.shape[0]} entries")
     return array.read().reshape(-1)
 
 
@@ -99,12 +99,12 @@ def labels_from_array(raw: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     if kind == "f":
         ints = np.rint(raw)
         if not np.all(np.isfinite(raw)) or not np.array_equal(ints, raw):
-            raise errors.BadInput(errors.BAD_LABEL, f"{where}: float labels that are not whole numbers")
+            raise errors.BadInputError(errors.BAD_LABEL, f"{where}: float labels that are not whole numbers")
         return ints.astype(np.int64), "int"
     if kind in "US":
         encoded = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in raw.tolist()]
         return np.array(encoded, dtype=object), "string"
-    raise errors.BadInput(errors.BAD_LABEL, f"{where}: labels of dtype {raw.dtype} are neither ints nor strings")
+    raise errors.BadInputError(errors.BAD_LABEL, f"{where}: labels of dtype {raw.dtype} are neither ints nor strings")
 
 
 def label_from_text(text: str) -> tuple[np.ndarray, str]:
@@ -127,7 +127,7 @@ def _detect(af: npy_io.ArrayFile, opts: ReadOptions, has_file_label: bool) -> st
         return "ragged" if opts.lengths_key in keys else "dense"
     if any(re.fullmatch(re.escape(opts.x_key) + r"_\d+", k) for k in keys):
         return "per_key"
-    raise errors.BadInput(errors.MISSING_KEY, f"no array {opts.x_key!r} (has {sorted(keys)}); "
+    raise errors.BadInputError(errors.MISSING_KEY, f"no array {opts.x_key!r} (has {sorted(keys)}); "
                           "see --x_key and --layout")
 
 
@@ -139,7 +139,7 @@ def _per_key_arrays(af: npy_io.ArrayFile, opts: ReadOptions) -> list[npy_io.NpyA
     pattern = re.compile(re.escape(opts.x_key) + r"_(\d+)")
     numbered = sorted((int(m.group(1)), k) for k in af.keys if (m := pattern.fullmatch(k)))
     if not numbered:
-        raise errors.BadInput(errors.MISSING_KEY, f"no arrays named {opts.x_key}_<index>")
+        raise errors.BadInputError(errors.MISSING_KEY, f"no arrays named {opts.x_key}_<index>")
     return [af.open(k) for _, k in numbered]
 
 
@@ -155,7 +155,7 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
       sibling: the opened sibling label file, for the separate-labels layout.
 
     Raises:
-      errors.BadInput: for anything that makes the whole file unusable.
+      errors.BadInputError: for anything that makes the whole file unusable.
     """
     layout = _detect(af, opts, file_label is not None)
     if layout == "per_key":
@@ -166,8 +166,9 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
         trailing = {s[1:] for s in shapes}
         dtypes = {a.dtype for a in arrays}
         if len(trailing) > 1 or len(dtypes) > 1:
-            raise errors.BadInput(errors.SHAPE_MISMATCH if len(trailing) > 1 else errors.DTYPE_MISMATCH,
-                                  f"per-key samples disagree: shapes {sorted(trailing)}, dtypes {sorted(map(str, dtypes))}")
+            raise errors.BadInputError(errors.SHAPE_MISMATCH if len(trailing) > 1 else errors.DTYPE_MISMATCH,
+                                       f"per-key samples disagree: shapes {sorted(trailing)}, "
+                                       f"dtypes {sorted(map(str, dtypes))}")
         lengths = np.array([s[0] for s in shapes], dtype=np.int64)
         dtype, trailing_shape = arrays[0].dtype, shapes[0][1:]
     else:
@@ -178,7 +179,7 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
         if layout == "dense":
             shape = x.shape if len(x.shape) != 1 else (x.shape[0], 1)
             if not shape:
-                raise errors.BadInput(errors.SHAPE_MISMATCH, "x is a scalar; expected [N, T, ...]")
+                raise errors.BadInputError(errors.SHAPE_MISMATCH, "x is a scalar; expected [N, T, ...]")
             lengths = np.full(shape[0], shape[1], dtype=np.int64)
             trailing_shape = shape[2:]
         elif layout == "per_file":
@@ -187,23 +188,26 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
             trailing_shape = shape[1:]
         elif layout == "ragged":
             if opts.lengths_key not in af.keys:
-                raise errors.BadInput(errors.MISSING_KEY, f"ragged layout without {opts.lengths_key!r}")
+                raise errors.BadInputError(errors.MISSING_KEY, f"ragged layout without {opts.lengths_key!r}")
             raw_lengths = _read_index(af.open(opts.lengths_key))
             if raw_lengths.dtype.kind not in "iu":
-                raise errors.BadInput(errors.BAD_LENGTHS, f"lengths of dtype {raw_lengths.dtype}")
+                raise errors.BadInputError(errors.BAD_LENGTHS, f"lengths of dtype {raw_lengths.dtype}")
             lengths = raw_lengths.astype(np.int64)
             rows = x.shape[0] if x.shape else 0
             if np.any(lengths < 0):
-                raise errors.BadInput(errors.BAD_LENGTHS, f"negative lengths at {np.flatnonzero(lengths < 0)[:5].tolist()}")
+                where = np.flatnonzero(lengths < 0)[:5].tolist()
+                raise errors.BadInputError(errors.BAD_LENGTHS, f"negative lengths at samples {where}")
             if int(lengths.sum()) != rows:
-                raise errors.BadInput(errors.BAD_LENGTHS, f"lengths sum to {int(lengths.sum())} but x has {rows} rows")
+                raise errors.BadInputError(errors.BAD_LENGTHS,
+                                           f"lengths sum to {int(lengths.sum())} but x has {rows} rows")
             trailing_shape = x.shape[1:]
         else:
-            raise errors.BadInput(errors.LAYOUT, f"unknown layout {layout!r}")
+            raise errors.BadInputError(errors.LAYOUT, f"unknown layout {layout!r}")
     row_bytes = int(np.prod(trailing_shape, dtype=np.int64)) * dtype.itemsize
     total = int(lengths.sum()) * row_bytes
     if total > opts.max_file_bytes:
-        raise errors.BadInput(errors.TOO_LARGE, f"{total} bytes of samples exceed --max_file_bytes={opts.max_file_bytes}")
+        raise errors.BadInputError(errors.TOO_LARGE,
+                                   f"{total} bytes of samples exceed --max_file_bytes={opts.max_file_bytes}")
 
     if file_label is not None and layout == "per_file":
         labels, label_kind = file_label
@@ -215,12 +219,12 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
             y_key = opts.y_key
         if y_key not in holder.keys:
             where = "the sibling label file" if sibling is not None else "the file"
-            raise errors.BadInput(errors.MISSING_KEY, f"{where} has no label array {opts.y_key!r}")
+            raise errors.BadInputError(errors.MISSING_KEY, f"{where} has no label array {opts.y_key!r}")
         y = holder.open(y_key)
         y.where = y.where or "labels"
         labels, label_kind = labels_from_array(_read_index(y), "labels")
     if len(labels) != len(lengths):
-        raise errors.BadInput(errors.LABEL_COUNT, f"{len(labels)} labels for {len(lengths)} samples")
+        raise errors.BadInputError(errors.LABEL_COUNT, f"{len(labels)} labels for {len(lengths)} samples")
     if len(lengths) == 0:
-        raise errors.BadInput(errors.EMPTY_FILE, "the file holds zero samples")
+        raise errors.BadInputError(errors.EMPTY_FILE, "the file holds zero samples")
     return FilePlan(layout, dtype, tuple(int(d) for d in trailing_shape), lengths, labels, label_kind, arrays)

@@ -13,12 +13,11 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import pipeline, reader
+from beam_pipeline import reader
+from beam_pipeline.paths import QUARANTINE_DIR, QUARANTINE_FILE, REPORTS_PREFIX, WORK_DIR
 from transforms import features
 from transforms.features import DatasetSpec
 
-MANIFEST = "manifest.json"
-SUCCESS = "_SUCCESS"
 FORMAT_VERSION = 1
 
 
@@ -70,12 +69,12 @@ def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[re
     Raises:
       RuntimeError: if any count fails to reconcile (a bug, never bad input).
     """
-    reports = read_json_lines(FileSystems.join(output_dir, pipeline.WORK_DIR, pipeline.REPORTS_PREFIX + "*"))
+    reports = read_json_lines(FileSystems.join(output_dir, WORK_DIR, REPORTS_PREFIX + "*"))
     by_kind = collections.defaultdict(list)
     for r in reports:
         by_kind[r["kind"]].append(r)
     stats = by_kind["stats"][0]
-    quarantine = read_json_lines(FileSystems.join(output_dir, pipeline.QUARANTINE_DIR, pipeline.QUARANTINE_FILE))
+    quarantine = read_json_lines(FileSystems.join(output_dir, QUARANTINE_DIR, QUARANTINE_FILE))
     split_summaries = {
         split: _split_summary(split, tasks, [r for r in by_kind["file"] if r["split"] == split],
                               [r for r in by_kind["shard"] if r["split"] == split])
@@ -91,7 +90,7 @@ def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[re
         num_classes = max((int(k) for k in stats["labels"]), default=-1) + 1
     return {
         "format_version": FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": argv,
         "spec": spec.to_json(),
         "max_length": spec.max_length,
@@ -109,7 +108,7 @@ def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[re
         },
         "splits": split_summaries,
         "quarantine": {
-            "file": f"{pipeline.QUARANTINE_DIR}/{pipeline.QUARANTINE_FILE}",
+            "file": f"{QUARANTINE_DIR}/{QUARANTINE_FILE}",
             "records": len(quarantine),
             "reasons": dict(collections.Counter(q["reason"] for q in quarantine)),
         },

@@ -35,12 +35,12 @@ def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
         while remaining:
             piece = stream.read(min(remaining, _READ_PIECE))
             if not piece:
-                raise errors.BadInput(
+                raise errors.BadInputError(
                     errors.TRUNCATED, f"{where}: data ends {remaining} bytes short of the header's size")
             pieces.append(piece)
             remaining -= len(piece)
     except _STREAM_ERRORS as e:
-        raise errors.BadInput(errors.CORRUPT, f"{where}: {e}") from None
+        raise errors.BadInputError(errors.CORRUPT, f"{where}: {e}") from None
     return b"".join(pieces)
 
 
@@ -58,17 +58,17 @@ class NpyArray:
                 header = np.lib.format.read_array_header_2_0(stream, max_header_size=_MAX_HEADER_BYTES)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except errors.BadInput:
+        except errors.BadInputError:
             raise
         except _STREAM_ERRORS as e:
-            raise errors.BadInput(errors.CORRUPT, f"{where}: {e}") from None
-        except (ValueError, SyntaxError, TypeError) as e:
-            raise errors.BadInput(errors.CORRUPT, f"{where}: not a valid .npy header ({e})") from None
+            raise errors.BadInputError(errors.CORRUPT, f"{where}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - numpy's header parser raises many kinds
+            raise errors.BadInputError(errors.CORRUPT, f"{where}: not a valid .npy header ({e!r})") from None
         self.shape, self.fortran_order, self.dtype = header
         if self.dtype.hasobject:
-            raise errors.BadInput(errors.PICKLED, f"{where}: object arrays are refused (never unpickled)")
+            raise errors.BadInputError(errors.PICKLED, f"{where}: object arrays are refused (never unpickled)")
         if any(d < 0 for d in self.shape):
-            raise errors.BadInput(errors.CORRUPT, f"{where}: negative dimension in shape {self.shape}")
+            raise errors.BadInputError(errors.CORRUPT, f"{where}: negative dimension in shape {self.shape}")
         self._consumed = False
 
     @property
@@ -85,7 +85,7 @@ class NpyArray:
         try:
             self._stream.read(1)  # reaching EOF makes zipfile/gzip verify the CRC
         except _STREAM_ERRORS as e:
-            raise errors.BadInput(errors.CORRUPT, f"{self.where}: {e}") from None
+            raise errors.BadInputError(errors.CORRUPT, f"{self.where}: {e}") from None
         array = np.frombuffer(data, dtype=self.dtype)
         order = "F" if self.fortran_order else "C"
         return array.reshape(self.shape, order=order)
@@ -112,38 +112,38 @@ class ArrayFile:
             magic = self._source.read(len(_NPY_MAGIC))
             self._source.seek(0)
         except OSError as e:
-            raise errors.BadInput(errors.UNREADABLE, str(e)) from None
+            raise errors.BadInputError(errors.UNREADABLE, str(e)) from None
         if not magic:
-            raise errors.BadInput(errors.EMPTY_FILE, "the file is empty")
+            raise errors.BadInputError(errors.EMPTY_FILE, "the file is empty")
         self._gzip = magic.startswith(_GZIP_MAGIC)
         self._zip = None
         if magic.startswith(_ZIP_MAGIC) or magic.startswith(_EMPTY_ZIP_MAGIC):
             try:
                 self._zip = zipfile.ZipFile(self._source)
             except (zipfile.BadZipFile, OSError, ValueError) as e:
-                raise errors.BadInput(errors.CORRUPT, f"bad .npz (zip): {e}") from None
+                raise errors.BadInputError(errors.CORRUPT, f"bad .npz (zip): {e}") from None
             names = [n for n in self._zip.namelist() if n.endswith(".npy")]
             self.keys = [n[: -len(".npy")] for n in names]
             if not self.keys:
-                raise errors.BadInput(errors.EMPTY_FILE, "the .npz holds no arrays")
+                raise errors.BadInputError(errors.EMPTY_FILE, "the .npz holds no arrays")
         elif self._gzip or magic.startswith(_NPY_MAGIC):
             self.keys = [SINGLE_ARRAY_KEY]
         else:
-            raise errors.BadInput(errors.CORRUPT, "not a NumPy file (no .npy, zip or gzip magic)")
+            raise errors.BadInputError(errors.CORRUPT, "not a NumPy file (no .npy, zip or gzip magic)")
 
     def open(self, key: str) -> NpyArray:
         """Opens one array: parses and checks its header; the data stays unread."""
         where = key or "array"
         if self._zip is not None:
             if key not in self.keys:
-                raise errors.BadInput(errors.MISSING_KEY, f"no array {key!r} (has {sorted(self.keys)})")
+                raise errors.BadInputError(errors.MISSING_KEY, f"no array {key!r} (has {sorted(self.keys)})")
             try:
                 stream = self._zip.open(key + ".npy")
             except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
-                raise errors.BadInput(errors.CORRUPT, f"{key}: {e}") from None
+                raise errors.BadInputError(errors.CORRUPT, f"{key}: {e}") from None
             return NpyArray(stream, key)
         if key != SINGLE_ARRAY_KEY:
-            raise errors.BadInput(errors.MISSING_KEY, f"no array {key!r}: a .npy file holds one array")
+            raise errors.BadInputError(errors.MISSING_KEY, f"no array {key!r}: a .npy file holds one array")
         self._source.seek(0)
         stream = gzip.GzipFile(fileobj=self._source) if self._gzip else self._source
         return NpyArray(stream, where)

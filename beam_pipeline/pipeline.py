@@ -15,13 +15,10 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import layouts, reader
-from beam_pipeline.analyze import WORK_DIR, AnalyzeSamples, ValueStatsFn
+from beam_pipeline.analyze import AnalyzeSamples, ValueStatsFn
+from beam_pipeline.paths import QUARANTINE_DIR, QUARANTINE_FILE, REPORTS_PREFIX, WORK_DIR
 from beam_pipeline.write import ShardTask, WriteShardFn
 from transforms.features import DatasetSpec
-
-QUARANTINE_DIR = "quarantine"
-QUARANTINE_FILE = "quarantine.jsonl"
-REPORTS_PREFIX = "reports"
 
 
 @dataclasses.dataclass(frozen=True)

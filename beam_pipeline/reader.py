@@ -45,7 +45,7 @@ def read_bytes(path: str) -> bytes:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
     except Exception as e:  # noqa: BLE001 - any filesystem's error means "cannot read"
-        raise errors.BadInput(errors.UNREADABLE, f"cannot read: {e}") from None
+        raise errors.BadInputError(errors.UNREADABLE, f"cannot read: {e}") from None
 
 
 def open_stream(path: str):
@@ -53,7 +53,7 @@ def open_stream(path: str):
     try:
         return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     except Exception as e:  # noqa: BLE001
-        raise errors.BadInput(errors.UNREADABLE, f"cannot open: {e}") from None
+        raise errors.BadInputError(errors.UNREADABLE, f"cannot open: {e}") from None
 
 
 def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.FilePlan:
@@ -65,19 +65,19 @@ def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.File
       source: the file's bytes or a seekable stream.
     """
     if task.label == "":
-        raise errors.BadInput(errors.MISSING_LABEL, "no label for this file in --labels_csv")
+        raise errors.BadInputError(errors.MISSING_LABEL, "no label for this file in --labels_csv")
     af = npy_io.ArrayFile(source, task.path)
     sibling = None
     if task.labels_path is not None:
         try:
             sibling = npy_io.ArrayFile(read_bytes(task.labels_path), task.labels_path)
-        except errors.BadInput as e:
-            raise errors.BadInput(e.reason, f"sibling label file {task.labels_path}: {e.message}") from None
+        except errors.BadInputError as e:
+            raise errors.BadInputError(e.reason, f"sibling label file {task.labels_path}: {e.message}") from None
     file_label = layouts.label_from_text(task.label) if task.label is not None else None
     return layouts.plan_file(af, opts, file_label=file_label, sibling=sibling)
 
 
-def quarantine_record(task: FileTask, problem: errors.BadInput, samples_lost: int) -> dict[str, Any]:
+def quarantine_record(task: FileTask, problem: errors.BadInputError, samples_lost: int) -> dict[str, Any]:
     """A machine-readable quarantine record (one JSON line in out/quarantine/)."""
     return {
         "file": task.path,
@@ -114,7 +114,7 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
         values = plan.read_values()
         selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,
                                            chunk_bytes, task.sample_range)
-    except errors.BadInput as e:
+    except errors.BadInputError as e:
         start, stop = task.sample_range or (0, plan.num_samples if plan is not None else 0)
         report.update(samples=stop - start, quarantined=stop - start, error=e.reason)
         e.sample_index = task.sample_range[0] if task.sample_range else None

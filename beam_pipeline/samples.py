@@ -9,7 +9,6 @@ roughly `chunk_bytes`, the unit both tf.Transform passes work on.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import numpy as np
 
@@ -38,7 +37,7 @@ class Selection:
     """Result of checking a file's samples: what is kept, what is refused and why."""
 
     batches: list[SampleBatch]
-    refusals: list[errors.BadInput]   # one per refused sample, with sample_index set
+    refusals: list[errors.BadInputError]   # one per refused sample, with sample_index set
     truncated: int                    # kept samples cut to max_length
     kept: int
 
@@ -46,13 +45,13 @@ class Selection:
 def check_file_against_spec(plan: FilePlan, spec: DatasetSpec) -> None:
     """Refuses a file whose dtype, trailing shape or label kind differs from the dataset's."""
     if plan.trailing_shape != spec.trailing_shape:
-        raise errors.BadInput(errors.SHAPE_MISMATCH, f"trailing shape {list(plan.trailing_shape)} "
+        raise errors.BadInputError(errors.SHAPE_MISMATCH, f"trailing shape {list(plan.trailing_shape)} "
                               f"differs from the dataset's {list(spec.trailing_shape)}")
     if plan.dtype.name != spec.source_dtype:
-        raise errors.BadInput(errors.DTYPE_MISMATCH, f"dtype {plan.dtype.name} differs from the "
+        raise errors.BadInputError(errors.DTYPE_MISMATCH, f"dtype {plan.dtype.name} differs from the "
                               f"dataset's {spec.source_dtype}")
     if plan.label_kind != spec.label_kind:
-        raise errors.BadInput(errors.BAD_LABEL, f"{plan.label_kind} labels in a dataset of "
+        raise errors.BadInputError(errors.BAD_LABEL, f"{plan.label_kind} labels in a dataset of "
                               f"{spec.label_kind} labels")
 
 
@@ -110,7 +109,7 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
     refusals = []
     for mask, reason, message in problems:
         new = mask & ~refused
-        refusals.extend(errors.BadInput(reason, message, int(i)) for i in index[new])
+        refusals.extend(errors.BadInputError(reason, message, int(i)) for i in index[new])
         refused |= mask
     keep = ~refused
     kept_lengths = np.minimum(lengths[keep], spec.max_length)
@@ -136,10 +135,3 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
                                    kept_lengths[first:last], kept_labels[first:last]))
         first = last
     return Selection(batches, refusals, truncated, int(keep.sum()))
-
-
-def iter_rows(batch: SampleBatch) -> Iterator[np.ndarray]:
-    """Yields each sample of a batch as an array [length, *trailing] (for tests and tools)."""
-    bounds = np.concatenate([[0], np.cumsum(batch.lengths)])
-    for i in range(len(batch)):
-        yield batch.values[bounds[i]:bounds[i + 1]]

@@ -36,7 +36,7 @@ class FileScan:
 
     task: reader.FileTask
     plan: layouts.FilePlan | None
-    error: errors.BadInput | None
+    error: errors.BadInputError | None
 
 
 def _stem(path: str) -> str:
@@ -97,7 +97,7 @@ def _scan_one(task: reader.FileTask, opts: layouts.ReadOptions) -> FileScan:
     try:
         with reader.open_stream(task.path) as stream:
             return FileScan(task, reader.plan_task(task, opts, stream), None)
-    except errors.BadInput as e:
+    except errors.BadInputError as e:
         return FileScan(task, None, e)
 
 

@@ -8,7 +8,7 @@ bytes directly. The bytes written here equal `Example.SerializeToString(determin
 from __future__ import annotations
 
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 import google_crc32c
 import numpy as np

@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, reader, tfrecord
+from beam_pipeline.paths import DATA_DIR
 from beam_pipeline.samples import SampleBatch
 from transforms import features
 from transforms.features import DatasetSpec
@@ -86,7 +87,7 @@ def _sparse_input(batch: SampleBatch, spec: DatasetSpec):
     rows = np.repeat(np.arange(len(batch), dtype=np.int64), sizes)
     starts = np.cumsum(sizes) - sizes
     cols = np.arange(total, dtype=np.int64) - np.repeat(starts, sizes)
-    values = batch.values.reshape(-1).astype(spec.raw_x_dtype.as_numpy_dtype, copy=False)
+    values = batch.values.reshape(-1).astype(spec.raw_x_dtype, copy=False)
     return tf.SparseTensor(np.stack([rows, cols], axis=1), values,
                            [len(batch), int(sizes.max(initial=0))])
 
@@ -118,28 +119,27 @@ class WriteShardFn(beam.DoFn):
         layer = output.transform_features_layer()
         spec = self._spec
         signature = {
-            features.X: tf.SparseTensorSpec([None, None], spec.raw_x_dtype),
+            features.X: tf.SparseTensorSpec([None, None], tf.as_dtype(spec.raw_x_dtype)),
             features.LENGTH: tf.TensorSpec([None], tf.int64),
-            features.LABEL: tf.TensorSpec([None], tf.string if spec.label_kind == "string" else tf.int64),
+            features.LABEL: tf.TensorSpec([None], tf.as_dtype(spec.raw_label_dtype)),
         }
         return tf.function(lambda raw: layer(raw), input_signature=[signature])
 
     def _transform_batch(self, batch: SampleBatch) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
-        label_dtype = tf.string if self._spec.label_kind == "string" else tf.int64
+        labels = batch.labels.tolist() if self._spec.label_kind == "string" else batch.labels
         raw = {
             features.X: _sparse_input(batch, self._spec),
             features.LENGTH: tf.constant(batch.lengths, tf.int64),
-            features.LABEL: tf.constant(batch.labels.tolist() if label_dtype == tf.string else batch.labels,
-                                        label_dtype),
+            features.LABEL: tf.constant(labels, tf.as_dtype(self._spec.raw_label_dtype)),
         }
         return {k: v.numpy() for k, v in self._transform(raw).items()}
 
     def process(self, shard: ShardTask, transform_dir: str):
         if self._transform is None:
             self._transform = self._load_transform(transform_dir)
-        data_dir = FileSystems.join(self._output_dir, "data")
+        data_dir = FileSystems.join(self._output_dir, DATA_DIR)
         final = FileSystems.join(data_dir, shard.file_name(self._compression))
         temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{shard.file_name(self._compression)}")
         compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
@@ -153,7 +153,7 @@ class WriteShardFn(beam.DoFn):
                     known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
                     unknown += int(np.count_nonzero(~known))
                     for i in batch.indices[~known].tolist():
-                        problem = errors.BadInput(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
+                        problem = errors.BadInputError(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
                         read.quarantine.append(reader.quarantine_record(task, problem, 1))
                     records = self._encoder.encode(
                         out[features.X][known],
@@ -171,5 +171,5 @@ class WriteShardFn(beam.DoFn):
         if FileSystems.exists(final):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
-        yield {"kind": "shard", "split": shard.split, "file": f"data/{shard.file_name(self._compression)}",
+        yield {"kind": "shard", "split": shard.split, "file": f"{DATA_DIR}/{shard.file_name(self._compression)}",
                "examples": examples}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tensorflow as tf
+if TYPE_CHECKING:  # TensorFlow loads lazily: the CLI validates flags before paying for it.
+    import tensorflow as tf
 
 # Feature keys, in the raw (pipeline input / serving input) and transformed (TFRecord) schema.
 X = "x"
@@ -37,19 +38,19 @@ class Feature:
 
     Attributes:
       name: feature key in the tf.train.Example.
-      dtype: TensorFlow dtype after the transform.
+      dtype: dtype name after the transform ("float32", "int64").
       shape: fixed shape of one example's value ([] for scalars).
       description: what the value means, for the manifest and docs.
     """
 
     name: str
-    dtype: tf.DType
+    dtype: str
     shape: tuple[int, ...]
     description: str
 
     def to_json(self) -> dict[str, Any]:
         """Returns a JSON-ready description of the feature."""
-        return {"dtype": self.dtype.name, "shape": list(self.shape), "description": self.description}
+        return {"dtype": self.dtype, "shape": list(self.shape), "description": self.description}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,9 +103,14 @@ class DatasetSpec:
         return (self.num_channels,)
 
     @property
-    def raw_x_dtype(self) -> tf.DType:
-        """dtype of the flattened values in a raw Example (float32 or int64)."""
-        return tf.int64 if self.source_dtype in _INT64_SOURCE_DTYPES else tf.float32
+    def raw_x_dtype(self) -> str:
+        """dtype name of the flattened values in a raw Example ("float32" or "int64")."""
+        return "int64" if self.source_dtype in _INT64_SOURCE_DTYPES else "float32"
+
+    @property
+    def raw_label_dtype(self) -> str:
+        """dtype name of the label in a raw Example ("string" or "int64")."""
+        return "string" if self.label_kind == "string" else "int64"
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -117,20 +123,21 @@ class DatasetSpec:
         `x` holds the sample's values flattened row-major ([T * prod(trailing)] values);
         this is also what the serving signature parses.
         """
-        label_dtype = tf.string if self.label_kind == "string" else tf.int64
+        import tensorflow as tf
+
         return {
-            X: tf.io.VarLenFeature(self.raw_x_dtype),
+            X: tf.io.VarLenFeature(tf.as_dtype(self.raw_x_dtype)),
             LENGTH: tf.io.FixedLenFeature([], tf.int64),
-            LABEL: tf.io.FixedLenFeature([], label_dtype),
+            LABEL: tf.io.FixedLenFeature([], tf.as_dtype(self.raw_label_dtype)),
         }
 
     def transformed_features(self) -> dict[str, Feature]:
         """The features of the written TFRecords, all fixed-length."""
         return {
-            X: Feature(X, tf.float32, self.padded_shape,
+            X: Feature(X, "float32", self.padded_shape,
                        f"normalized ({self.normalize}) values, zero-padded after `length` steps"),
-            LENGTH: Feature(LENGTH, tf.int64, (), "valid time steps before padding"),
-            LABEL: Feature(LABEL, tf.int64, (), "class id"),
+            LENGTH: Feature(LENGTH, "int64", (), "valid time steps before padding"),
+            LABEL: Feature(LABEL, "int64", (), "class id"),
         }
 
     def to_json(self) -> dict[str, Any]:

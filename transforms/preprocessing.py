@@ -16,7 +16,7 @@ Policy, in the order the graph applies it:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 import tensorflow_transform as tft

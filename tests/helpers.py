@@ -1,0 +1,61 @@
+"""Helpers shared by the pipeline tests: run the CLI as a user would, read its output back."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_pipeline(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs `python -m beam_pipeline ARGS` in a subprocess and returns the finished process."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "beam_pipeline", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_ok(*args: str) -> subprocess.CompletedProcess:
+    """Runs the CLI and fails the test with its output unless it exits 0."""
+    proc = run_pipeline(*args)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def manifest(out: str) -> dict:
+    with open(os.path.join(out, "manifest.json")) as f:
+        return json.load(f)
+
+
+def quarantine(out: str) -> list[dict]:
+    with open(os.path.join(out, "quarantine", "quarantine.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_split(out: str, split: str) -> dict[str, np.ndarray]:
+    """Parses every record of a split with the transformed feature spec (as the trainer does)."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    spec = tft.TFTransformOutput(out).transformed_feature_spec()
+    files = sorted(glob.glob(os.path.join(out, "data", f"{split}-*")))
+    compression = "GZIP" if files and files[0].endswith(".gz") else None
+    ds = tf.data.TFRecordDataset(files, compression_type=compression).batch(512)
+    parts = [tf.io.parse_example(b, spec) for b in ds]
+    return {k: np.concatenate([p[k].numpy() for p in parts]) for k in spec}
+
+
+def valid_rows(records: dict[str, np.ndarray]) -> np.ndarray:
+    """All valid (unpadded) time steps of all records, [sum(length), *trailing]."""
+    return np.concatenate([x[:n] for x, n in zip(records["x"], records["length"])])
+
+
+def write_ragged(path: str, samples: list[np.ndarray], labels) -> None:
+    """Writes samples in the ragged layout (x concatenated, lengths, y), compressed."""
+    np.savez_compressed(path, x=np.concatenate(samples), lengths=np.array([len(s) for s in samples]),
+                        y=np.asarray(labels))

@@ -1,0 +1,86 @@
+"""The safe NumPy reader: every file kind, and every way a file can be broken."""
+
+import gzip
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from beam_pipeline import errors, npy_io
+
+
+def _npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def _npz_bytes(compressed: bool, **arrays) -> bytes:
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    return buf.getvalue()
+
+
+ARRAY = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
+
+
+@pytest.mark.parametrize("data,key", [
+    (_npy_bytes(ARRAY), npy_io.SINGLE_ARRAY_KEY),
+    (gzip.compress(_npy_bytes(ARRAY)), npy_io.SINGLE_ARRAY_KEY),
+    (_npz_bytes(False, x=ARRAY), "x"),
+    (_npz_bytes(True, x=ARRAY), "x"),
+])
+def test_every_file_kind_reads_the_same_array(data, key):
+    af = npy_io.ArrayFile(data, "f")
+    np.testing.assert_array_equal(af.open(key).read(), ARRAY)
+
+
+def test_reads_from_a_seekable_stream_too():
+    af = npy_io.ArrayFile(io.BytesIO(_npz_bytes(True, x=ARRAY, y=np.arange(4))), "f")
+    assert sorted(af.keys) == ["x", "y"]
+    assert af.open("x").shape == (4, 3, 2)
+
+
+def test_fortran_order_is_honoured():
+    array = np.asfortranarray(ARRAY)
+    np.testing.assert_array_equal(npy_io.ArrayFile(_npy_bytes(array), "f").open("").read(), ARRAY)
+
+
+def _reason(data: bytes, key: str = npy_io.SINGLE_ARRAY_KEY) -> str:
+    with pytest.raises(errors.BadInputError) as info:
+        npy_io.ArrayFile(data, "f").open(key).read()
+    return info.value.reason
+
+
+def test_object_arrays_are_refused_never_unpickled():
+    data = _npy_bytes(np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    assert _reason(data) == errors.PICKLED
+
+
+def test_header_claiming_a_huge_array_fails_without_allocating_it():
+    header = _npy_bytes(np.zeros(1, np.float64)).replace(b"(1,)", b"(1000000000000,)")
+    assert _reason(header) == errors.TRUNCATED
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", errors.EMPTY_FILE),
+    (b"this is not numpy at all", errors.CORRUPT),
+    (_npy_bytes(ARRAY)[:-10], errors.TRUNCATED),
+    (b"\x93NUMPY\x01\x00\x10\x00{'descr': garbage", errors.CORRUPT),
+    (gzip.compress(_npy_bytes(ARRAY))[:-12], errors.CORRUPT),
+    (_npz_bytes(True, x=ARRAY)[:40], errors.CORRUPT),
+])
+def test_broken_files_get_a_reason(data, reason):
+    assert _reason(data) == reason
+
+
+def test_zip_crc_mismatch_is_corrupt():
+    data = bytearray(_npz_bytes(False, x=ARRAY))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("x.npy")
+    data[info.header_offset + 30 + len("x.npy") + 200] ^= 0xFF   # a byte inside the stored array
+    assert _reason(bytes(data), "x") == errors.CORRUPT
+
+
+def test_missing_key_is_reported():
+    assert _reason(_npz_bytes(True, x=ARRAY), "y") == errors.MISSING_KEY
