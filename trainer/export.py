@@ -1,0 +1,84 @@
+"""The serving SavedModel: raw tf.train.Examples in, class probabilities out, no train/serve skew.
+
+The `serving_default` signature parses requests in the RAW schema (unnormalized, unpadded
+values flattened row-major, plus `length`, as the pipeline read them) and runs them through
+the very transform graph that produced the training records (`transform_features_layer()`)
+before the model. Normalization and padding are never re-implemented, so they cannot drift.
+
+Requests carry no label. tf.Transform (TF2) feeds a default for an input that is not given
+and returns only the outputs that do not depend on it, so the transformed label simply does
+not exist at serving time.
+
+The transform layer is an attribute of the exported module, so its variables, tables and
+assets (e.g. a label vocabulary) are saved with the model. The SavedModel needs TensorFlow
+only: not tf.Transform, tf_keras or this repository.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.data import DataInfo
+from transforms import features
+
+SERVING_DIR = "serving"
+SIGNATURE = "serving_default"
+
+
+def serving_feature_spec(info: DataInfo) -> dict[str, tf.io.VarLenFeature | tf.io.FixedLenFeature]:
+    """Parse spec of a serving request: the raw schema without the label."""
+    spec = info.spec.raw_feature_spec()
+    del spec[features.LABEL]
+    return spec
+
+
+class ServingModule(tf.Module):
+    """The trained model behind the saved transform graph, with a raw-Example signature.
+
+    Args:
+      model: the trained classifier ({"x", "length"} -> logits).
+      info: the preprocessing run whose transform graph and raw schema serving uses.
+    """
+
+    def __init__(self, model: keras.Model, info: DataInfo):
+        super().__init__(name="serving")
+        self.model = model
+        # Tracked as an attribute: saved with the module, tables and assets included.
+        self.tft_layer = info.tft_output.transform_features_layer()
+        vocabulary = info.manifest.get("label_vocabulary")
+        self.class_names = tf.constant(vocabulary, tf.string) if vocabulary else None
+        raw_spec = serving_feature_spec(info)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+            raw = tf.io.parse_example(examples, raw_spec)
+            transformed = self.tft_layer(raw)
+            logits = self.model({features.X: transformed[features.X],
+                                 features.LENGTH: transformed[features.LENGTH]}, training=False)
+            outputs = {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=-1)}
+            if self.class_names is not None:
+                outputs["class_name"] = tf.gather(self.class_names, outputs["class_id"])
+            return outputs
+
+        self.serve = serve
+
+
+def export_serving(model: keras.Model, info: DataInfo, export_dir: str) -> str:
+    """Writes the serving SavedModel, replacing an older export in `export_dir`.
+
+    Args:
+      model: the trained classifier.
+      info: the preprocessing run it was trained on.
+      export_dir: where the SavedModel goes (e.g. model_dir/serving).
+
+    Returns:
+      export_dir. Its `serving_default` signature takes `examples` (a [N] string tensor of
+      serialized raw tf.train.Examples) and returns `probabilities` [N, num_classes] float32,
+      `class_id` [N] int64 and, for string labels, `class_name` [N] string.
+    """
+    module = ServingModule(model, info)
+    if tf.io.gfile.exists(export_dir):
+        tf.io.gfile.rmtree(export_dir)
+    tf.saved_model.save(module, export_dir, signatures={SIGNATURE: module.serve.get_concrete_function()})
+    return export_dir

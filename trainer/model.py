@@ -1,0 +1,98 @@
+"""The default classifiers, built from the data's shapes (Keras 2 via tf_keras, as tf.Transform's layer needs).
+
+Sequences: a small dilated 1-D CNN that re-zeroes padded steps after every convolution, then
+mean and max pooling over the valid steps only. A valid step's activations therefore depend
+only on valid inputs (a convolution near the end sees zeros, as it would with less padding),
+so neither the amount of padding nor what it holds can change a prediction.
+
+Images (fixed-shape data): a small 2-D CNN; `length` is always the full height there.
+
+Both take {"x": [B, *x_shape] float32, "length": [B] int64} and return logits [B, num_classes].
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer.data import DataInfo
+from transforms import features
+
+DEFAULT_WIDTH = 64
+# Dilations of the sequence CNN's kernel-3 convolutions: a receptive field of 15 steps.
+SEQUENCE_DILATIONS = (1, 2, 4)
+
+
+class ValidStepMask(keras.layers.Layer):
+    """[B] lengths -> [B, T, 1] float mask: 1.0 on valid steps, 0.0 on padding."""
+
+    def __init__(self, max_length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+
+    def call(self, length: tf.Tensor) -> tf.Tensor:
+        return tf.sequence_mask(length, self.max_length, dtype=self.compute_dtype)[:, :, None]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+class MaskedPooling(keras.layers.Layer):
+    """Mean and max over the valid steps of [B, T, C] -> [B, 2C]."""
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        h, mask = inputs
+        count = tf.reduce_sum(mask, axis=1)
+        mean = tf.reduce_sum(h * mask, axis=1) / tf.maximum(count, 1.0)
+        # Padding gets the lowest value so it never wins the max; a sample without valid
+        # steps pools to 0 instead of that value.
+        peak = tf.reduce_max(tf.where(mask > 0, h, h.dtype.min), axis=1) * tf.cast(count > 0, h.dtype)
+        return tf.concat([mean, peak], axis=-1)
+
+
+def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_classes: int,
+                    width: int) -> tf.Tensor:
+    max_length = x_shape[0]
+    # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
+    h = keras.layers.Reshape((max_length, math.prod(x_shape[1:])))(x)
+    mask = ValidStepMask(max_length)(length)
+    h = keras.layers.Multiply()([h, mask])
+    for dilation in SEQUENCE_DILATIONS:
+        h = keras.layers.Conv1D(width, 3, padding="same", dilation_rate=dilation, activation="relu")(h)
+        h = keras.layers.Multiply()([h, mask])  # padding back to exactly 0 for the next layer
+    h = MaskedPooling()([h, mask])
+    h = keras.layers.Dense(width, activation="relu")(h)
+    return keras.layers.Dense(num_classes, name="logits")(h)
+
+
+def _image_model(x: tf.Tensor, x_shape: tuple[int, ...], num_classes: int, width: int) -> tf.Tensor:
+    h = keras.layers.Reshape((*x_shape, 1))(x) if len(x_shape) == 2 else x
+    for filters in (width // 2, width):
+        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
+        h = keras.layers.MaxPooling2D(2, padding="same")(h)
+    h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.layers.Dense(num_classes, name="logits")(h)
+
+
+def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
+    """Builds the default classifier for a preprocessing run's data.
+
+    Args:
+      info: the preprocessing run (shapes, number of classes, image or sequence).
+      width: channels of the hidden layers.
+
+    Returns:
+      An uncompiled Keras model from {"x", "length"} to logits [B, num_classes].
+    """
+    x = keras.Input(shape=info.x_shape, dtype=tf.float32, name=features.X)
+    length = keras.Input(shape=(), dtype=tf.int64, name=features.LENGTH)
+    if info.is_image:
+        logits = _image_model(x, info.x_shape, info.num_classes, width)
+    else:
+        logits = _sequence_model(x, length, info.x_shape, info.num_classes, width)
+    # `length` is an input of the image model too, so every model takes the same features.
+    return keras.Model({features.X: x, features.LENGTH: length}, logits,
+                       name="image_cnn" if info.is_image else "masked_sequence_cnn")

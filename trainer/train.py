@@ -1,0 +1,161 @@
+"""The training run: data, strategy, model, fit with evaluation each epoch, serving export, metrics.
+
+`model_dir` receives:
+  logs/         TensorBoard summaries (train and validation, per epoch)
+  checkpoints/  weights after every epoch (epoch-001.*, ...)
+  backup/       BackupAndRestore's state while a run is in progress; an interrupted run
+                started again with the same flags resumes after the last completed epoch
+  serving/      the serving SavedModel (see trainer/export.py)
+  metrics.json  final train/eval loss and accuracy, input pipeline examples/s, run facts
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import posixpath
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer import augment, data, export, model, strategy
+from trainer.augment import DEFAULT_NOISE_STDDEV
+from trainer.errors import ConfigError
+from trainer.model import DEFAULT_WIDTH
+
+METRICS_FILE = "metrics.json"
+LOGS_DIR = "logs"
+CHECKPOINTS_DIR = "checkpoints"
+BACKUP_DIR = "backup"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run (the CLI's flags)."""
+
+    data_dir: str
+    model_dir: str
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    strategy: str = "auto"
+    tpu: str | None = None
+    augment: tuple[str, ...] = ()
+    noise_stddev: float = DEFAULT_NOISE_STDDEV
+    width: int = DEFAULT_WIDTH
+    shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
+    cycle_length: int = data.DEFAULT_CYCLE_LENGTH
+    throughput_batches: int = 50
+    seed: int = 0
+    verbose: int = 2
+
+
+def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
+    """Validates the settings against the data and devices; returns steps per epoch."""
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ConfigError("--epochs and --batch_size must be >= 1")
+    if config.batch_size % replicas:
+        raise ConfigError(f"--batch_size {config.batch_size} must be a multiple of the {replicas} replicas")
+    steps = info.splits[data.TRAIN].num_examples // config.batch_size
+    if steps < 1:
+        raise ConfigError(f"--batch_size {config.batch_size} is larger than the "
+                          f"{info.splits[data.TRAIN].num_examples} training examples (batches drop the remainder)")
+    return steps
+
+
+def _callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
+    return [
+        # First, so an epoch's state is backed up before any later callback can stop the run.
+        keras.callbacks.BackupAndRestore(posixpath.join(model_dir, BACKUP_DIR)),
+        keras.callbacks.ModelCheckpoint(posixpath.join(model_dir, CHECKPOINTS_DIR, "epoch-{epoch:03d}"),
+                                        save_weights_only=True),
+        keras.callbacks.TensorBoard(posixpath.join(model_dir, LOGS_DIR), profile_batch=0),
+    ]
+
+
+def _final_metrics(net: keras.Model, history: keras.callbacks.History, splits: Sequence[str],
+                   make_eval_dataset: Callable[[str], Any]) -> dict[str, dict[str, float]]:
+    """Loss and accuracy per split: the last epoch's, or a fresh evaluation if no epoch ran.
+
+    No epoch runs when a resumed run finds every epoch already done.
+    """
+    logs = history.history
+    result = {}
+    for split in splits:
+        prefix = "val_" if split == data.EVAL else ""
+        if logs.get(prefix + "loss"):
+            result[split] = {"loss": logs[prefix + "loss"][-1], "accuracy": logs[prefix + "accuracy"][-1]}
+        else:
+            result[split] = net.evaluate(make_eval_dataset(split), verbose=0, return_dict=True)
+    return {split: {k: float(v) for k, v in m.items()} for split, m in result.items()}
+
+
+def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+    """Trains on the run's train split, evaluates on its eval split, exports, writes metrics.json.
+
+    Args:
+      config: the run's settings.
+      extra_callbacks: Keras callbacks run after the built-in ones (backup, checkpoints, logs).
+
+    Returns:
+      The metrics written to model_dir/metrics.json.
+
+    Raises:
+      DataError: data_dir is not a complete preprocessing run.
+      ConfigError: the settings do not fit the data or devices.
+    """
+    info = data.load(config.data_dir)
+    augment_fn = augment.make_augment_fn(info, config.augment, config.noise_stddev)
+    dist = strategy.make_strategy(config.strategy, config.tpu)
+    replicas = dist.num_replicas_in_sync
+    steps = _check(config, info, replicas)
+    keras.utils.set_random_seed(config.seed)
+    model_dir = config.model_dir.rstrip("/") or "/"
+    tf.io.gfile.makedirs(model_dir)
+
+    reading = dict(shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length)
+    examples_per_sec = data.measure_throughput(
+        data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, **reading),
+        config.throughput_batches)
+    train_ds = data.distribute(dist, info, data.TRAIN, config.batch_size, training=True, augment=augment_fn,
+                               **reading)
+    eval_ds = data.distribute(dist, info, data.EVAL, config.batch_size, training=False) \
+        if data.EVAL in info.splits else None
+    if eval_ds is None:
+        logging.warning("%s has no eval split: training without evaluation", info.data_dir)
+
+    with dist.scope():
+        net = model.build_model(info, config.width)
+        net.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    start = time.perf_counter()
+    history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
+                      callbacks=[*_callbacks(model_dir), *extra_callbacks], verbose=config.verbose)
+    train_seconds = time.perf_counter() - start
+
+    serving_dir = export.export_serving(net, info, posixpath.join(model_dir, export.SERVING_DIR))
+    metrics = {
+        **_final_metrics(net, history, [s for s in (data.TRAIN, data.EVAL) if s in info.splits],
+                         lambda split: data.distribute(dist, info, split, config.batch_size, training=False)),
+        "input_examples_per_sec": round(examples_per_sec, 1),
+        "epochs": config.epochs,
+        "epochs_run": len(history.epoch),
+        "first_epoch": history.epoch[0] + 1 if history.epoch else None,
+        "steps_per_epoch": steps,
+        "global_batch_size": config.batch_size,
+        "strategy": type(dist).__name__,
+        "num_replicas": replicas,
+        "train_seconds": round(train_seconds, 2),
+        "model": net.name,
+        "num_classes": info.num_classes,
+        "data_dir": info.data_dir,
+        "serving_dir": serving_dir,
+    }
+    with tf.io.gfile.GFile(posixpath.join(model_dir, METRICS_FILE), "w") as f:
+        f.write(json.dumps(metrics, indent=2) + "\n")
+    return metrics
