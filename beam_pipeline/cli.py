@@ -101,6 +101,19 @@ def _prepare_output(output_dir: str, overwrite: bool) -> None:
         FileSystems.delete(stale)
 
 
+def _unknown_flags(beam_args: list[str]) -> list[str]:
+    """Flags neither this tool nor any Beam PipelineOptions class defines (typos, mostly).
+
+    Beam itself would only log and drop them; a misspelt --max_lenght silently falling back
+    to the default is worse than an error.
+    """
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)  # the way Beam's own get_all_options builds its parser
+    _, unknown = parser.parse_known_args(beam_args)
+    return [a for a in unknown if a.startswith("-")]
+
+
 def _pipeline(beam_args: list[str]) -> beam.Pipeline:
     options = PipelineOptions(beam_args)
     if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
@@ -150,6 +163,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     args, beam_args = build_parser().parse_known_args(argv)
     if args.num_shards < 0:
         raise scan.UsageError("--num_shards must be >= 0")
+    unknown = _unknown_flags(beam_args)
+    if unknown:
+        raise scan.UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
+                              "nor of Beam's PipelineOptions")
     output_dir = args.output_dir.rstrip("/") or "/"
     opts = layouts.ReadOptions(layout=args.layout, x_key=args.x_key, y_key=args.y_key,
                                lengths_key=args.lengths_key, max_sample_bytes=args.max_sample_bytes,
@@ -208,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except RunFailedError as e:
         print(f"error: {e}", file=sys.stderr)
+    except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
+        code = e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         code = 130
