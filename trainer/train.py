@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import posixpath
 import time
 from collections.abc import Callable, Sequence
@@ -78,7 +79,7 @@ def _callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
 
 
 def _final_metrics(net: keras.Model, history: keras.callbacks.History, splits: Sequence[str],
-                   make_eval_dataset: Callable[[str], Any]) -> dict[str, dict[str, float]]:
+                   evaluation: Callable[[str], tuple[Any, int]]) -> dict[str, dict[str, float]]:
     """Loss and accuracy per split: the last epoch's, or a fresh evaluation if no epoch ran.
 
     No epoch runs when a resumed run finds every epoch already done.
@@ -90,7 +91,8 @@ def _final_metrics(net: keras.Model, history: keras.callbacks.History, splits: S
         if logs.get(prefix + "loss"):
             result[split] = {"loss": logs[prefix + "loss"][-1], "accuracy": logs[prefix + "accuracy"][-1]}
         else:
-            result[split] = net.evaluate(make_eval_dataset(split), verbose=0, return_dict=True)
+            dataset, steps = evaluation(split)
+            result[split] = net.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
     return {split: {k: float(v) for k, v in m.items()} for split, m in result.items()}
 
 
@@ -123,8 +125,13 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         config.throughput_batches)
     train_ds = data.distribute(dist, info, data.TRAIN, config.batch_size, training=True, augment=augment_fn,
                                **reading)
-    eval_ds = data.distribute(dist, info, data.EVAL, config.batch_size, training=False) \
-        if data.EVAL in info.splits else None
+
+    def evaluation(split: str) -> tuple[tf.distribute.DistributedDataset, int]:
+        # Keras needs the step count of a distributed dataset; the last step is the partial batch.
+        steps = math.ceil(info.splits[split].num_examples / config.batch_size)
+        return data.distribute(dist, info, split, config.batch_size, training=False), steps
+
+    eval_ds, eval_steps = evaluation(data.EVAL) if data.EVAL in info.splits else (None, None)
     if eval_ds is None:
         logging.warning("%s has no eval split: training without evaluation", info.data_dir)
 
@@ -135,13 +142,14 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     start = time.perf_counter()
     history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
-                      callbacks=[*_callbacks(model_dir), *extra_callbacks], verbose=config.verbose)
+                      validation_steps=eval_steps, callbacks=[*_callbacks(model_dir), *extra_callbacks],
+                      verbose=config.verbose)
     train_seconds = time.perf_counter() - start
 
     serving_dir = export.export_serving(net, info, posixpath.join(model_dir, export.SERVING_DIR))
     metrics = {
         **_final_metrics(net, history, [s for s in (data.TRAIN, data.EVAL) if s in info.splits],
-                         lambda split: data.distribute(dist, info, split, config.batch_size, training=False)),
+                         evaluation),
         "input_examples_per_sec": round(examples_per_sec, 1),
         "epochs": config.epochs,
         "epochs_run": len(history.epoch),

@@ -1,0 +1,288 @@
+"""Training end to end: the model learns, padding cannot change a prediction, an interrupted run
+resumes, serving on raw Examples matches training, MirroredStrategy over 2 CPUs, the CLI."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from beam_pipeline.sample_data import write_dataset
+from tests.helpers import REPO, read_split, run_ok
+from trainer import data, export, model, train
+from trainer.errors import ConfigError
+
+BATCH = 32
+IMAGE_SIZE = 12
+
+
+def _preprocess(root, *flags) -> str:
+    out = str(root / "out")
+    run_ok("--input", str(root / "npz" / "train-*.npz"), "--eval_input", str(root / "npz" / "test-*.npz"),
+           "--output_dir", out, *flags)
+    return out
+
+
+def _config(data_dir, model_dir, **overrides) -> train.TrainConfig:
+    return train.TrainConfig(str(data_dir), str(model_dir), **{
+        "epochs": 4, "batch_size": BATCH, "verbose": 0, "throughput_batches": 5, **overrides})
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory):
+    """The sample data (variable-length [T, 8] sequences, 3 classes); one eval file keeps its order."""
+    root = tmp_path_factory.mktemp("sequences")
+    write_dataset(str(root / "npz"), train_files=4, test_files=1, per_file=64)
+    return _preprocess(root), str(root / "npz")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """12x12 fixed-shape images; the class is which band of 4 rows is bright (survives left-right flips)."""
+    root = tmp_path_factory.mktemp("images")
+    os.makedirs(root / "npz")
+    rng = np.random.default_rng(5)
+    for name, n in (("train-00000", 240), ("test-00000", 60)):
+        y = rng.integers(0, 3, n)
+        x = rng.normal(size=(n, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+        for i, label in enumerate(y):
+            x[i, 4 * label:4 * label + 4] += 2.0
+        np.savez(root / "npz" / f"{name}.npz", x=x, y=y)
+    return _preprocess(root, "--per_element"), str(root / "npz")
+
+
+@pytest.fixture(scope="module")
+def trained_sequences(sequences, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("model_seq")
+    return train.train(_config(sequences[0], model_dir)), str(model_dir)
+
+
+@pytest.fixture(scope="module")
+def trained_images(images, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("model_img")
+    return train.train(_config(images[0], model_dir, augment=("flip_lr",), epochs=6)), str(model_dir)
+
+
+def _backup_files(model_dir) -> list[str]:
+    """BackupAndRestore's checkpoint files (it keeps them in a subdirectory per worker)."""
+    return [f for _, _, files in os.walk(os.path.join(model_dir, "backup")) for f in files if f.endswith(".index")]
+
+
+def test_the_sequence_model_learns_and_writes_every_output(trained_sequences):
+    metrics, model_dir = trained_sequences
+    assert metrics["model"] == "masked_sequence_cnn"
+    assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
+    assert metrics["eval"]["loss"] < 0.5 and metrics["input_examples_per_sec"] > 0
+    assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["num_replicas"]) == (4, 256 // BATCH, 1)
+    with open(os.path.join(model_dir, train.METRICS_FILE)) as f:
+        assert json.load(f) == metrics
+    assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
+    assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "validation", "events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("epoch-004")
+    assert not _backup_files(model_dir)  # removed on completion
+    assert os.path.exists(os.path.join(model_dir, "serving", "saved_model.pb"))
+
+
+def test_the_image_model_learns_with_flips(trained_images):
+    metrics, _ = trained_images
+    assert metrics["model"] == "image_cnn"
+    assert metrics["eval"]["accuracy"] >= 0.9
+
+
+def _trained_model(data_dir: str, model_dir: str) -> tuple[keras.Model, data.DataInfo]:
+    info = data.load(data_dir)
+    net = model.build_model(info)
+    net.load_weights(tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))).expect_partial()
+    return net, info
+
+
+def test_padding_cannot_change_a_prediction(sequences, trained_sequences):
+    net, info = _trained_model(sequences[0], trained_sequences[1])
+    records = read_split(sequences[0], "eval")
+    want = net({"x": records["x"], "length": records["length"]}).numpy()
+    # Garbage in the padding, and 16 more padded steps (same weights: the model is built per shape).
+    x = records["x"].copy()
+    steps = np.arange(x.shape[1])[None, :]
+    x[steps >= records["length"][:, None]] = 1e3
+    x = np.concatenate([x, np.full((len(x), 16, x.shape[2]), -7.0, np.float32)], axis=1)
+    longer_spec = {**info.feature_spec, "x": tf.io.FixedLenFeature(list(x.shape[1:]), tf.float32)}
+    longer = model.build_model(dataclasses.replace(info, feature_spec=longer_spec))
+    longer.set_weights(net.get_weights())
+    got = longer({"x": x, "length": records["length"]}).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+class _InterruptedError(Exception):
+    pass
+
+
+class _InterruptAfter(keras.callbacks.Callback):
+    """Stops training like a crash would, after the given (0-based) epoch was backed up."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _InterruptedError()
+
+
+def test_an_interrupted_run_resumes_after_the_last_completed_epoch(sequences, tmp_path):
+    config = _config(sequences[0], tmp_path / "model")
+    with pytest.raises(_InterruptedError):
+        train.train(config, extra_callbacks=[_InterruptAfter(1)])
+    assert _backup_files(tmp_path / "model")
+    assert not (tmp_path / "model" / "metrics.json").exists()
+    metrics = train.train(config)
+    assert (metrics["first_epoch"], metrics["epochs_run"]) == (3, 2)
+    assert metrics["eval"]["accuracy"] >= 0.9
+
+
+def test_settings_that_do_not_fit_the_data_are_refused(sequences, tmp_path):
+    with pytest.raises(ConfigError, match="larger than the 256 training examples"):
+        train.train(_config(sequences[0], tmp_path, batch_size=512))
+    with pytest.raises(ConfigError, match="does not apply to sequences"):
+        train.train(_config(sequences[0], tmp_path, augment=("flip_ud",)))
+
+
+# --- serving ------------------------------------------------------------------------------
+
+def _raw_eval_samples(npz_dir: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """The eval file's samples as the pipeline read them (ragged or dense layout)."""
+    with np.load(os.path.join(npz_dir, "test-00000.npz")) as f:
+        if "lengths" in f:
+            bounds = np.cumsum(f["lengths"])[:-1]
+            return np.split(f["x"], bounds), f["y"]
+        return list(f["x"]), f["y"]
+
+
+def _raw_example(sample: np.ndarray) -> bytes:
+    """A serving request: the raw schema, values flattened row-major, with their length and no label."""
+    feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=sample.reshape(-1))),
+               "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[len(sample)]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@pytest.mark.parametrize("kind", ["sequences", "images"])
+def test_serving_raw_examples_matches_the_model_on_transformed_records(kind, request):
+    data_dir, npz_dir = request.getfixturevalue(kind)
+    _, model_dir = request.getfixturevalue(f"trained_{kind}")
+    samples, labels = _raw_eval_samples(npz_dir)
+    records = read_split(data_dir, "eval")
+    # The records are the same samples in the same order.
+    assert records["length"].tolist() == [len(s) for s in samples]
+    assert records["label"].tolist() == labels.tolist()
+
+    net, _ = _trained_model(data_dir, model_dir)
+    want = tf.nn.softmax(net({"x": records["x"], "length": records["length"]})).numpy()
+    serve = tf.saved_model.load(os.path.join(model_dir, export.SERVING_DIR)).signatures[export.SIGNATURE]
+    got = serve(examples=tf.constant([_raw_example(s) for s in samples]))
+    np.testing.assert_allclose(got["probabilities"].numpy(), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got["class_id"].numpy(), want.argmax(-1))
+    assert (got["class_id"].numpy() == labels).mean() >= 0.9
+
+
+_FRESH_PROCESS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    examples = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(sys.argv[2])])
+    np.save(sys.argv[3], serve(examples=examples)["probabilities"].numpy())
+    ours = sorted(m for m in sys.modules if m.split(".")[0] in
+                  ("trainer", "transforms", "beam_pipeline", "tensorflow_transform", "tf_keras"))
+    print("modules:", ours)
+""")
+
+
+def test_the_serving_model_loads_in_a_fresh_process_with_tensorflow_only(sequences, trained_sequences, tmp_path):
+    samples, _ = _raw_eval_samples(sequences[1])
+    requests = [_raw_example(s) for s in samples]
+    with tf.io.TFRecordWriter(str(tmp_path / "requests.tfrecord")) as writer:
+        for r in requests:
+            writer.write(r)
+    serving_dir = os.path.join(trained_sequences[1], export.SERVING_DIR)
+    # As on a serving host: importing tf.Transform here set TF_USE_LEGACY_KERAS, which would make
+    # the child's TensorFlow load tf_keras.
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    proc = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, serving_dir, str(tmp_path / "requests.tfrecord"),
+                           str(tmp_path / "probabilities.npy")], cwd=tmp_path, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "modules: []" in proc.stdout
+    here = tf.saved_model.load(serving_dir).signatures[export.SIGNATURE](examples=tf.constant(requests))
+    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), here["probabilities"].numpy(), atol=1e-6)
+
+
+# --- distribution and the CLI -------------------------------------------------------------
+
+_MIRRORED = textwrap.dedent("""
+    import json, os, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainer import data, strategy, train
+    dist = strategy.make_strategy("mirrored")
+    features, _ = next(iter(data.distribute(dist, data.load(sys.argv[1]), "train", 24, training=True)))
+    shapes = [list(t.shape) for t in dist.experimental_local_results(features["x"])]
+    metrics = train.train(train.TrainConfig(sys.argv[1], sys.argv[2], epochs=4, batch_size=24,
+                                            strategy="mirrored", verbose=0, throughput_batches=5))
+    print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics}), flush=True)
+    os._exit(0)  # the tf.Transform teardown segfault must not decide the exit code
+""")
+
+
+def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED, sequences[0], str(tmp_path / "model")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result["shapes"] == [[12, 50, 8]] * 2  # per-replica batches of the global 24
+    metrics = result["metrics"]
+    assert (metrics["strategy"], metrics["num_replicas"], metrics["steps_per_epoch"]) == ("MirroredStrategy", 2, 10)
+    # 64 eval examples: the last of 3 global batches is partial (16) and still evaluated.
+    assert metrics["eval"]["accuracy"] >= 0.9
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_cli_end_to_end_with_augmentation(sequences, tmp_path):
+    model_dir = tmp_path / "model"
+    proc = _cli("--data_dir", sequences[0], "--model_dir", str(model_dir), "--epochs", "3",
+                "--batch_size", str(BATCH), "--augment", "noise", "shift", "--throughput_batches", "5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Epoch 3/3" in proc.stdout and "final metrics:" in proc.stdout
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] >= 0.9 and metrics["epochs_run"] == 3
+    assert (model_dir / "serving" / "saved_model.pb").exists()
+
+
+def test_cli_refuses_an_incomplete_run_with_exit_code_2(sequences, tmp_path):
+    incomplete = tmp_path / "out"
+    incomplete.mkdir()
+    (incomplete / "manifest.json").write_text((open(os.path.join(sequences[0], "manifest.json"))).read())
+    proc = _cli("--data_dir", str(incomplete), "--model_dir", str(tmp_path / "model"))
+    assert proc.returncode == 2
+    assert "_SUCCESS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_help_documents_every_flag():
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    from trainer.cli import build_parser
+
+    for action in build_parser()._actions:
+        assert action.help, action.dest
+        assert all(flag in proc.stdout for flag in action.option_strings)
