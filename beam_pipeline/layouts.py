@@ -79,6 +79,18 @@ def _check_values_dtype(array: npy_io.NpyArray) -> None:
                               "numeric type (float16/32/64, int8..int64, uint8..uint32, bool)")
 
 
+def _check_declared_size(arrays: list[npy_io.NpyArray], opts: ReadOptions) -> None:
+    """Refuses, from the headers alone, a file whose arrays would exceed --max_file_bytes.
+
+    This is the memory-bomb guard: a tiny file claiming shape (10**12,) is refused here,
+    before anything is allocated for it.
+    """
+    declared = sum(a.nbytes for a in arrays)
+    if declared > opts.max_file_bytes:
+        raise errors.BadInputError(errors.TOO_LARGE, f"headers declare {declared} bytes of samples, more than "
+                                   f"--max_file_bytes={opts.max_file_bytes}")
+
+
 def _read_index(array: npy_io.NpyArray) -> np.ndarray:
     """Reads a 1-D index array (labels, lengths), refusing absurd sizes before reading."""
     if len(array.shape) == 2 and array.shape[1] == 1:
@@ -171,15 +183,19 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
                                        f"dtypes {sorted(map(str, dtypes))}")
         lengths = np.array([s[0] for s in shapes], dtype=np.int64)
         dtype, trailing_shape = arrays[0].dtype, shapes[0][1:]
+        _check_declared_size(arrays, opts)
     else:
         x = af.open(_x_key(af, opts))
         _check_values_dtype(x)
         arrays = [x]
         dtype = x.dtype
+        _check_declared_size(arrays, opts)
         if layout == "dense":
             shape = x.shape if len(x.shape) != 1 else (x.shape[0], 1)
             if not shape:
                 raise errors.BadInputError(errors.SHAPE_MISMATCH, "x is a scalar; expected [N, T, ...]")
+            if shape[0] > _MAX_INDEX_ENTRIES:
+                raise errors.BadInputError(errors.TOO_LARGE, f"{shape[0]} samples in one file")
             lengths = np.full(shape[0], shape[1], dtype=np.int64)
             trailing_shape = shape[2:]
         elif layout == "per_file":
@@ -203,11 +219,6 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
             trailing_shape = x.shape[1:]
         else:
             raise errors.BadInputError(errors.LAYOUT, f"unknown layout {layout!r}")
-    row_bytes = int(np.prod(trailing_shape, dtype=np.int64)) * dtype.itemsize
-    total = int(lengths.sum()) * row_bytes
-    if total > opts.max_file_bytes:
-        raise errors.BadInputError(errors.TOO_LARGE,
-                                   f"{total} bytes of samples exceed --max_file_bytes={opts.max_file_bytes}")
 
     if file_label is not None and layout == "per_file":
         labels, label_kind = file_label

@@ -48,12 +48,28 @@ def read_bytes(path: str) -> bytes:
         raise errors.BadInputError(errors.UNREADABLE, f"cannot read: {e}") from None
 
 
-def open_stream(path: str):
-    """Opens a file for random access (the scan reads headers only)."""
+def _check_not_empty(task: FileTask) -> None:
+    # Zero bytes per the filesystem: nothing to read, and nothing is opened, so a FIFO or
+    # device node that a glob happened to match cannot hang the run.
+    if task.size == 0:
+        raise errors.BadInputError(errors.EMPTY_FILE, "the file is empty")
+
+
+def plan_headers(task: FileTask, opts: layouts.ReadOptions) -> layouts.FilePlan:
+    """Plans a file from a random-access stream: only headers and index arrays are fetched."""
+    _check_not_empty(task)
     try:
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+        stream = FileSystems.open(task.path, compression_type=CompressionTypes.UNCOMPRESSED)
     except Exception as e:  # noqa: BLE001
         raise errors.BadInputError(errors.UNREADABLE, f"cannot open: {e}") from None
+    with stream:
+        return plan_task(task, opts, stream)
+
+
+def unexpected(e: Exception) -> errors.BadInputError:
+    """Any other failure while parsing a file still quarantines it: a file can be broken in
+    more ways than any list of checks foresees, and one must never stop the run."""
+    return errors.BadInputError(errors.CORRUPT, f"cannot parse the file ({type(e).__name__}: {e})")
 
 
 def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.FilePlan:
@@ -63,12 +79,26 @@ def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.File
       task: the file.
       opts: layout flags.
       source: the file's bytes or a seekable stream.
+
+    Raises:
+      errors.BadInputError: whatever is wrong with the file, never another exception.
     """
+    try:
+        return _plan_task(task, opts, source)
+    except errors.BadInputError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise unexpected(e) from None
+
+
+def _plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.FilePlan:
     if task.label == "":
         raise errors.BadInputError(errors.MISSING_LABEL, "no label for this file in --labels_csv")
     af = npy_io.ArrayFile(source, task.path)
     sibling = None
     if task.labels_path is not None:
+        if not FileSystems.exists(task.labels_path):
+            raise errors.BadInputError(errors.MISSING_LABEL, f"no sibling label file {task.labels_path}")
         try:
             sibling = npy_io.ArrayFile(read_bytes(task.labels_path), task.labels_path)
         except errors.BadInputError as e:
@@ -106,6 +136,7 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
                               "quarantined": 0, "truncated": 0, "error": None}
     plan = None
     try:
+        _check_not_empty(task)
         data = read_bytes(task.path)
         report["bytes"] = len(data)
         report["sha256"] = hashlib.sha256(data).hexdigest()
@@ -114,7 +145,9 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
         values = plan.read_values()
         selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,
                                            chunk_bytes, task.sample_range)
-    except errors.BadInputError as e:
+    except Exception as e:  # noqa: BLE001 - BadInputError, or anything else a broken file causes
+        if not isinstance(e, errors.BadInputError):
+            e = unexpected(e)
         start, stop = task.sample_range or (0, plan.num_samples if plan is not None else 0)
         report.update(samples=stop - start, quarantined=stop - start, error=e.reason)
         e.sample_index = task.sample_range[0] if task.sample_range else None

@@ -95,8 +95,7 @@ def match_files(patterns: list[str], split: str, *, labels_csv: str | None = Non
 
 def _scan_one(task: reader.FileTask, opts: layouts.ReadOptions) -> FileScan:
     try:
-        with reader.open_stream(task.path) as stream:
-            return FileScan(task, reader.plan_task(task, opts, stream), None)
+        return FileScan(task, reader.plan_headers(task, opts), None)
     except errors.BadInputError as e:
         return FileScan(task, None, e)
 
