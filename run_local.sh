@@ -36,3 +36,9 @@ print(f"max_length={m['max_length']} num_classes={m['num_classes']} features={ {
 print("train mean per channel:", [round(v, 3) for v in s["mean"]])
 print("train std  per channel:", [round(v, 3) for v in s["std"]])
 PY
+
+MODEL=${MODEL:-model}
+echo "== training: $OUT/ -> $MODEL/ (a short run; see docs/training.md)"
+.venv/bin/python -m trainer --data_dir "$OUT" --model_dir "$MODEL" --epochs 3 --batch_size 32
+echo "== final metrics ($MODEL/metrics.json)"
+cat "$MODEL/metrics.json"

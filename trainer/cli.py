@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch_size", type=int, default=defaults.batch_size,
                      help="global batch size, split evenly over the replicas")
     fit.add_argument("--learning_rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
+    fit.add_argument("--steps_per_execution", type=int, default=defaults.steps_per_execution,
+                     help="batches per compiled call; raise it (e.g. 32) on TPU, where each call has a fixed cost")
     fit.add_argument("--width", type=int, default=defaults.width, help="channels of the model's hidden layers")
     fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of initialization and shuffling")
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=defaults.verbose,

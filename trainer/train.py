@@ -43,6 +43,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
+    steps_per_execution: int = 1
     strategy: str = "auto"
     tpu: str | None = None
     augment: tuple[str, ...] = ()
@@ -57,8 +58,8 @@ class TrainConfig:
 
 def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
     """Validates the settings against the data and devices; returns steps per epoch."""
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ConfigError("--epochs and --batch_size must be >= 1")
+    if min(config.epochs, config.batch_size, config.steps_per_execution) < 1:
+        raise ConfigError("--epochs, --batch_size and --steps_per_execution must be >= 1")
     if config.batch_size % replicas:
         raise ConfigError(f"--batch_size {config.batch_size} must be a multiple of the {replicas} replicas")
     steps = info.splits[data.TRAIN].num_examples // config.batch_size
@@ -139,7 +140,8 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         net = model.build_model(info, config.width)
         net.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                    steps_per_execution=config.steps_per_execution)
     start = time.perf_counter()
     history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
                       validation_steps=eval_steps, callbacks=[*_callbacks(model_dir), *extra_callbacks],
@@ -156,7 +158,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         "first_epoch": history.epoch[0] + 1 if history.epoch else None,
         "steps_per_epoch": steps,
         "global_batch_size": config.batch_size,
-        "strategy": type(dist).__name__,
+        "strategy": strategy.resolve_name(config.strategy, config.tpu),
         "num_replicas": replicas,
         "train_seconds": round(train_seconds, 2),
         "model": net.name,
