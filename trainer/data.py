@@ -173,8 +173,8 @@ def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
     """
     s = info.splits[split]
     files = tf.data.Dataset.from_tensor_slices(list(s.files))
-    pipelines, index = (input_context.num_input_pipelines, input_context.input_pipeline_id) \
-        if input_context else (1, 0)
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    index = input_context.input_pipeline_id if input_context else 0
     # Each host reads its own shards when there are enough; otherwise every host reads all
     # shards and keeps every n-th record (correct, but each host reads everything).
     shard_files = pipelines > 1 and len(s.files) >= pipelines

@@ -111,9 +111,9 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
       DataError: data_dir is not a complete preprocessing run.
       ConfigError: the settings do not fit the data or devices.
     """
+    dist = strategy.make_strategy(config.strategy, config.tpu)  # before any op: TPU init needs a fresh runtime
     info = data.load(config.data_dir)
     augment_fn = augment.make_augment_fn(info, config.augment, config.noise_stddev)
-    dist = strategy.make_strategy(config.strategy, config.tpu)
     replicas = dist.num_replicas_in_sync
     steps = _check(config, info, replicas)
     keras.utils.set_random_seed(config.seed)
