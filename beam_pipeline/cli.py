@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URL (gs://, s3://) as it is.
+
+    Workers open paths in their own working directory (a Flink task manager, a Beam worker
+    pool), where a relative path names another file, or none: the run would quarantine
+    every input and write its shards where the launcher never looks.
+    """
+    return path if "://" in path else os.path.abspath(path)
+
+
 def _prepare_output(output_dir: str, overwrite: bool) -> None:
     success = FileSystems.join(output_dir, paths.SUCCESS)
     if FileSystems.exists(success) and not overwrite:
@@ -167,7 +177,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise scan.UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
                               "nor of Beam's PipelineOptions")
-    output_dir = args.output_dir.rstrip("/") or "/"
+    args.input = [_absolute(p) for p in args.input]
+    args.eval_input = [_absolute(p) for p in args.eval_input]
+    if args.labels_csv:  # its relative rows are resolved against its own directory
+        args.labels_csv = _absolute(args.labels_csv)
+    output_dir = _absolute(args.output_dir).rstrip("/") or "/"
     opts = layouts.ReadOptions(layout=args.layout, x_key=args.x_key, y_key=args.y_key,
                                lengths_key=args.lengths_key, max_sample_bytes=args.max_sample_bytes,
                                max_file_bytes=args.max_file_bytes)
