@@ -27,7 +27,7 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from beam_pipeline import layouts, paths, scan  # noqa: E402
+from beam_pipeline import layouts, paths, reader, scan  # noqa: E402
 from transforms import features  # noqa: E402
 
 
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     bad.add_argument("--max_file_bytes", type=int, default=layouts.ReadOptions.max_file_bytes,
                      help="refuse files whose decoded arrays exceed this (checked from headers)")
     perf = p.add_argument_group("performance")
+    perf.add_argument("--samples_per_task", type=int, default=20_000,
+                      help="files with more samples are read as several sample ranges, in parallel")
     perf.add_argument("--batch_mb", type=float, default=8.0,
                       help="MB of raw values per batch handed to tf.Transform and the transform graph")
     return p
@@ -198,15 +200,17 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     spec = scan.infer_spec(scans["train"], scans.get("eval", []), max_length=args.max_length,
                            normalize=args.normalize, per_element=args.per_element)
     logging.info("dataset spec: %s", spec)
-    shards = []
+    shards, units = [], {}
     for split, split_scans in scans.items():
-        counts = {s.task.path: s.plan.num_samples for s in split_scans if s.plan is not None}
-        num_shards = args.num_shards or write.auto_num_shards(sum(counts.values()), spec, len(split_scans))
-        shards += write.plan_shards(split, splits[split], counts, num_shards)
+        counts = [(s.task, s.plan.num_samples if s.plan is not None else 0) for s in split_scans]
+        units[split] = reader.split_large_files(counts, args.samples_per_task)
+        total = sum(n for _, n in units[split])
+        num_shards = args.num_shards or write.auto_num_shards(total, spec, len(units[split]))
+        shards += write.plan_shards(split, units[split], num_shards)
 
     config = pipeline.RunConfig(output_dir, spec, opts, max(1, int(args.batch_mb * (1 << 20))), args.compression)
     p = _pipeline(beam_args)
-    pipeline.build_pipeline(p, config, splits["train"], shards)
+    pipeline.build_pipeline(p, config, [task for task, _ in units["train"]], shards)
     result = p.run()
     state = result.wait_until_finish()
     if state not in (None, beam.runners.runner.PipelineState.DONE):

@@ -63,14 +63,21 @@ class FilePlan:
     def num_samples(self) -> int:
         return len(self.lengths)
 
-    def read_values(self) -> np.ndarray:
-        """Reads all samples' data, as one array [sum(lengths), *trailing_shape]."""
-        parts = [a.read() for a in self._arrays]
+    def read_values(self, sample_range: tuple[int, int] | None = None) -> np.ndarray:
+        """Reads the data of samples [start, stop) (all by default), as one array
+        [sum(lengths[start:stop]), *trailing_shape]; only those samples are held in memory."""
+        start, stop = sample_range or (0, self.num_samples)
         shape = (-1, *self.trailing_shape)
-        if len(parts) == 1:
-            return parts[0].reshape(shape)
-        return np.concatenate([p.reshape(shape) for p in parts]) if parts else np.zeros(
-            (0, *self.trailing_shape), self.dtype)
+        if self.layout == "per_key":
+            parts = [a.read().reshape(shape) for a in self._arrays[start:stop]]
+            return np.concatenate(parts) if parts else np.zeros((0, *self.trailing_shape), self.dtype)
+        x = self._arrays[0]
+        if self.layout == "per_file":
+            return x.read().reshape(shape)
+        if self.layout == "ragged":
+            offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+            start, stop = int(offsets[start]), int(offsets[stop])
+        return x.read_rows(start, stop).reshape(shape)
 
 
 def _check_values_dtype(array: npy_io.NpyArray) -> None:

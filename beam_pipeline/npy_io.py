@@ -44,6 +44,19 @@ def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
     return b"".join(pieces)
 
 
+def _skip(stream: BinaryIO, nbytes: int, where: str) -> None:
+    """Moves past nbytes of array data without keeping them."""
+    remaining = nbytes
+    try:
+        while remaining:
+            piece = stream.read(min(remaining, _READ_PIECE))
+            if not piece:
+                raise errors.BadInputError(errors.TRUNCATED, f"{where}: data ends before the rows to read")
+            remaining -= len(piece)
+    except _STREAM_ERRORS as e:
+        raise errors.BadInputError(errors.CORRUPT, f"{where}: {e}") from None
+
+
 class NpyArray:
     """One array whose header has been read and checked; its data is read on demand."""
 
@@ -78,17 +91,38 @@ class NpyArray:
 
     def read(self) -> np.ndarray:
         """Reads the whole array and checks the stream's integrity (CRC) at its end."""
+        rows = self.shape[0] if self.shape else 1
+        array = self.read_rows(0, rows)
+        return array.reshape(self.shape) if not self.shape else array
+
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Reads rows [start, stop) of the first axis; memory follows the rows read.
+
+        Rows before `start` are skipped in pieces (compressed streams still decompress
+        them). The stream's CRC is verified only when the read reaches the array's end,
+        so the task reading the last range of a split file checks the whole member.
+        """
         if self._consumed:
             raise RuntimeError(f"{self.where} was already read")
         self._consumed = True
-        data = _read_exact(self._stream, self.nbytes, self.where)
+        total_rows = self.shape[0] if self.shape else 1
+        if self.fortran_order:   # column-major data has no contiguous rows: read it whole
+            data = _read_exact(self._stream, self.nbytes, self.where)
+            self._verify_end()
+            return np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F")[start:stop]
+        row_shape = self.shape[1:]
+        row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        _skip(self._stream, start * row_bytes, self.where)
+        data = _read_exact(self._stream, (stop - start) * row_bytes, self.where)
+        if stop == total_rows:
+            self._verify_end()
+        return np.frombuffer(data, dtype=self.dtype).reshape((stop - start, *row_shape))
+
+    def _verify_end(self) -> None:
         try:
             self._stream.read(1)  # reaching EOF makes zipfile/gzip verify the CRC
         except _STREAM_ERRORS as e:
             raise errors.BadInputError(errors.CORRUPT, f"{self.where}: {e}") from None
-        array = np.frombuffer(data, dtype=self.dtype)
-        order = "F" if self.fortran_order else "C"
-        return array.reshape(self.shape, order=order)
 
 
 class ArrayFile:

@@ -14,7 +14,7 @@ import json
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layouts, reader
+from beam_pipeline import layouts, reader, samples
 from beam_pipeline.analyze import AnalyzeSamples, ValueStatsFn
 from beam_pipeline.paths import QUARANTINE_DIR, QUARANTINE_FILE, REPORTS_PREFIX, WORK_DIR
 from beam_pipeline.write import ShardTask, WriteShardFn
@@ -32,6 +32,37 @@ class RunConfig:
     compression: str
 
 
+class PoolBatches(beam.DoFn):
+    """Merges small SampleBatches within a bundle up to ~chunk_bytes.
+
+    tf.Transform runs its graph once per batch: thousands of tiny files would otherwise
+    cost thousands of graph calls.
+    """
+
+    def __init__(self, chunk_bytes: int):
+        self._chunk_bytes = chunk_bytes
+        self._pending: list[samples.SampleBatch] = []
+        self._bytes = 0
+
+    def start_bundle(self):
+        self._pending, self._bytes = [], 0
+
+    def process(self, batch: samples.SampleBatch):
+        if batch.values.nbytes >= self._chunk_bytes:
+            yield batch
+            return
+        self._pending.append(batch)
+        self._bytes += batch.values.nbytes
+        if self._bytes >= self._chunk_bytes:
+            yield samples.concat_batches(self._pending)
+            self._pending, self._bytes = [], 0
+
+    def finish_bundle(self):
+        if self._pending:
+            yield beam.transforms.window.GlobalWindows.windowed_value(samples.concat_batches(self._pending))
+            self._pending, self._bytes = [], 0
+
+
 class ReadSamples(beam.PTransform):
     """File tasks -> valid SampleBatches (refusals are reported by the transform pass)."""
 
@@ -46,7 +77,8 @@ class ReadSamples(beam.PTransform):
                 # worker would read every file.
                 | "Distribute" >> beam.Reshuffle()
                 | "Read" >> beam.FlatMap(
-                    lambda t: reader.read_task(t, c.read_options, c.spec, c.chunk_bytes).batches))
+                    lambda t: reader.read_task(t, c.read_options, c.spec, c.chunk_bytes).batches)
+                | "Pool" >> beam.ParDo(PoolBatches(c.chunk_bytes)))
 
 
 @beam.ptransform_fn

@@ -39,6 +39,24 @@ class FileTask:
     sample_range: tuple[int, int] | None = None
 
 
+def split_task(task: FileTask, num_samples: int, pieces: int) -> list[tuple[FileTask, int]]:
+    """Cuts a task (a whole file, or a range) into `pieces` sample ranges of near-equal size.
+
+    Returns (task, sample count) pairs; the task itself when one piece suffices.
+    """
+    if pieces <= 1 or num_samples <= 1:
+        return [(task, num_samples)]
+    start = task.sample_range[0] if task.sample_range else 0
+    bounds = [start + (num_samples * i) // pieces for i in range(pieces + 1)]
+    return [(dataclasses.replace(task, sample_range=(a, b)), b - a) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def split_large_files(units: list[tuple[FileTask, int]], max_samples: int) -> list[tuple[FileTask, int]]:
+    """Cuts files holding more than max_samples samples into ranges, so one large file is
+    read and transformed by several workers instead of one."""
+    return [piece for task, n in units for piece in split_task(task, n, -(-n // max_samples))]
+
+
 def read_bytes(path: str) -> bytes:
     """Reads a whole file through Beam's FileSystems."""
     try:
@@ -123,6 +141,7 @@ def quarantine_record(task: FileTask, problem: errors.BadInputError, samples_los
 class TaskRead:
     """What reading a task gave: a report, quarantine records and the valid batches."""
 
+    task: FileTask
     report: dict[str, Any]
     quarantine: list[dict[str, Any]]
     batches: list[samples.SampleBatch]
@@ -142,7 +161,7 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
         report["sha256"] = hashlib.sha256(data).hexdigest()
         plan = plan_task(task, opts, data)
         samples.check_file_against_spec(plan, spec)
-        values = plan.read_values()
+        values = plan.read_values(task.sample_range)
         selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,
                                            chunk_bytes, task.sample_range)
     except Exception as e:  # noqa: BLE001 - BadInputError, or anything else a broken file causes
@@ -151,8 +170,8 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
         start, stop = task.sample_range or (0, plan.num_samples if plan is not None else 0)
         report.update(samples=stop - start, quarantined=stop - start, error=e.reason)
         e.sample_index = task.sample_range[0] if task.sample_range else None
-        return TaskRead(report, [quarantine_record(task, e, stop - start)], [])
+        return TaskRead(task, report, [quarantine_record(task, e, stop - start)], [])
     start, stop = task.sample_range or (0, plan.num_samples)
     report.update(samples=stop - start, quarantined=len(selection.refusals), truncated=selection.truncated)
     records = [quarantine_record(task, r, 1) for r in selection.refusals]
-    return TaskRead(report, records, selection.batches)
+    return TaskRead(task, report, records, selection.batches)

@@ -77,7 +77,8 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
     Args:
       path: the file, for the batches' provenance.
       plan: the file's layout, lengths and labels.
-      values: all samples' rows, [sum(plan.lengths), *trailing].
+      values: the rows of the samples in `sample_range`, [sum(lengths[start:stop]), *trailing]
+        (what `plan.read_values(sample_range)` returns).
       spec: the dataset spec (max_length).
       max_sample_bytes: samples with more data than this are refused.
       chunk_bytes: target size of one batch's values.
@@ -85,8 +86,8 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
     """
     start, stop = sample_range or (0, plan.num_samples)
     lengths = plan.lengths[start:stop]
-    offsets = np.concatenate([[0], np.cumsum(plan.lengths)])
-    starts, ends = offsets[start:stop], offsets[start + 1:stop + 1]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    starts, ends = offsets[:-1], offsets[1:]
     row_bytes = max(1, int(np.prod(spec.trailing_shape, dtype=np.int64))) * values.dtype.itemsize
     labels = plan.labels[start:stop]
     index = np.arange(start, stop, dtype=np.int64)
@@ -118,7 +119,7 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
     kept_starts = starts[keep]
     if truncated == 0 and keep.all():
         # The common case: everything valid, take contiguous views instead of copies.
-        kept_values = values[offsets[start]:offsets[stop]]
+        kept_values = values
     else:
         kept_values = _gather(values, kept_starts, kept_lengths)
     kept_index, kept_labels = index[keep], labels[keep]
@@ -135,3 +136,16 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
                                    kept_lengths[first:last], kept_labels[first:last]))
         first = last
     return Selection(batches, refusals, truncated, int(keep.sum()))
+
+
+def concat_batches(batches: list[SampleBatch]) -> SampleBatch:
+    """One batch holding the samples of several (possibly from different files, then the
+    path is left empty: only per-file bookkeeping needs it)."""
+    if len(batches) == 1:
+        return batches[0]
+    paths = {b.path for b in batches}
+    return SampleBatch(paths.pop() if len(paths) == 1 else "",
+                       np.concatenate([b.indices for b in batches]),
+                       np.concatenate([b.values for b in batches]),
+                       np.concatenate([b.lengths for b in batches]),
+                       np.concatenate([b.labels for b in batches]))

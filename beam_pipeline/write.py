@@ -20,7 +20,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, reader, tfrecord
 from beam_pipeline.paths import DATA_DIR
-from beam_pipeline.samples import SampleBatch
+from beam_pipeline.samples import SampleBatch, concat_batches
 from transforms import features
 from transforms.features import DatasetSpec
 
@@ -45,33 +45,25 @@ class ShardTask:
         return f"{self.split}-{self.index:05d}-of-{self.count:05d}{suffix}"
 
 
-def auto_num_shards(num_samples: int, spec: DatasetSpec, num_files: int) -> int:
-    """Shards of ~TARGET_SHARD_BYTES, at least one, and no more than there are files."""
+def auto_num_shards(num_samples: int, spec: DatasetSpec, num_units: int) -> int:
+    """Shards of ~TARGET_SHARD_BYTES, at least one, and no more than there are work units."""
     estimate = num_samples * (4 * spec.max_length * spec.step_size + _RECORD_OVERHEAD)
-    return max(1, min(num_files, math.ceil(estimate / TARGET_SHARD_BYTES)))
+    return max(1, min(num_units, math.ceil(estimate / TARGET_SHARD_BYTES)))
 
 
-def plan_shards(split: str, tasks: list[reader.FileTask], sample_counts: dict[str, int],
-                num_shards: int) -> list[ShardTask]:
-    """Spreads files over shards, balancing samples; deterministic for the same input.
+def plan_shards(split: str, units: list[tuple[reader.FileTask, int]], num_shards: int) -> list[ShardTask]:
+    """Spreads work units (files or sample ranges, with their sample counts) over shards,
+    balancing samples; deterministic for the same input.
 
-    When there are fewer files than shards, files are cut into sample ranges (each range
-    re-reads its file, the price of honoring an explicit --num_shards).
+    When there are fewer units than shards, units are cut further into sample ranges
+    (each range re-reads its file, the price of honoring an explicit --num_shards).
     """
-    units = []
-    per_shard = max(1, math.ceil(sum(sample_counts.values()) / num_shards))
-    for task in tasks:
-        n = sample_counts.get(task.path, 0)
-        pieces = math.ceil(n / per_shard) if len(tasks) < num_shards and n > per_shard else 1
-        if pieces == 1:
-            units.append((n, task))
-            continue
-        bounds = np.linspace(0, n, pieces + 1).astype(int)
-        units += [(int(b - a), dataclasses.replace(task, sample_range=(int(a), int(b))))
-                  for a, b in zip(bounds[:-1], bounds[1:])]
+    if len(units) < num_shards:
+        per_shard = max(1, math.ceil(sum(n for _, n in units) / num_shards))
+        units = [piece for task, n in units for piece in reader.split_task(task, n, math.ceil(n / per_shard))]
     loads = [0] * num_shards
     assigned: list[list[reader.FileTask]] = [[] for _ in range(num_shards)]
-    for n, task in sorted(units, key=lambda u: (-u[0], u[1].path, u[1].sample_range or (0, 0))):
+    for task, n in sorted(units, key=lambda u: (-u[1], u[0].path, u[0].sample_range or (0, 0))):
         target = loads.index(min(loads))
         loads[target] += n
         assigned[target].append(task)
@@ -136,40 +128,58 @@ class WriteShardFn(beam.DoFn):
         }
         return {k: v.numpy() for k, v in self._transform(raw).items()}
 
+    def _write_batches(self, pending: list[tuple[reader.TaskRead, SampleBatch]], sink) -> int:
+        """Transforms buffered batches in one graph call, writes the records, and credits
+        each file with what it wrote or lost; returns the number of records written."""
+        merged = concat_batches([batch for _, batch in pending])
+        out = self._transform_batch(merged)
+        known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
+        records = self._encoder.encode(
+            out[features.X][known],
+            {features.LENGTH: out[features.LENGTH][known], features.LABEL: out[features.LABEL][known]})
+        sink.write(tfrecord.frame_records(records))
+        first = 0
+        for read, batch in pending:
+            part = known[first:first + len(batch)]
+            first += len(batch)
+            read.report["written"] += int(part.sum())
+            for i in batch.indices[~part].tolist():
+                problem = errors.BadInputError(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
+                read.quarantine.append(reader.quarantine_record(read.task, problem, 1))
+                read.report["quarantined"] += 1
+        return len(records)
+
     def process(self, shard: ShardTask, transform_dir: str):
         if self._transform is None:
             self._transform = self._load_transform(transform_dir)
+        name = shard.file_name(self._compression)
         data_dir = FileSystems.join(self._output_dir, DATA_DIR)
-        final = FileSystems.join(data_dir, shard.file_name(self._compression))
-        temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{shard.file_name(self._compression)}")
+        final = FileSystems.join(data_dir, name)
+        temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
         compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
-        examples = 0
+        reads, pending, pending_bytes, examples = [], [], 0, 0
         with FileSystems.create(temp, compression_type=compression) as sink:
             for task in shard.tasks:
                 read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
-                written = unknown = 0
+                read.report.update(kind="file", written=0, shard=name)
+                reads.append(read)
                 for batch in read.batches:
-                    out = self._transform_batch(batch)
-                    known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
-                    unknown += int(np.count_nonzero(~known))
-                    for i in batch.indices[~known].tolist():
-                        problem = errors.BadInputError(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
-                        read.quarantine.append(reader.quarantine_record(task, problem, 1))
-                    records = self._encoder.encode(
-                        out[features.X][known],
-                        {features.LENGTH: out[features.LENGTH][known], features.LABEL: out[features.LABEL][known]})
-                    sink.write(tfrecord.frame_records(records))
-                    written += len(records)
-                read.report["quarantined"] += unknown
-                read.report.update(kind="file", written=written, shard=shard.file_name(self._compression))
-                examples += written
-                self._written.inc(written)
-                self._refused.inc(read.report["quarantined"])
-                yield beam.pvalue.TaggedOutput("files", read.report)
-                for record in read.quarantine:
-                    yield beam.pvalue.TaggedOutput("quarantine", record)
+                    # Small files' batches are pooled, so many tiny files cost one graph
+                    # call per chunk_bytes rather than one per file.
+                    pending.append((read, batch))
+                    pending_bytes += batch.values.nbytes
+                    if pending_bytes >= self._chunk_bytes:
+                        examples += self._write_batches(pending, sink)
+                        pending, pending_bytes = [], 0
+            if pending:
+                examples += self._write_batches(pending, sink)
         if FileSystems.exists(final):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
-        yield {"kind": "shard", "split": shard.split, "file": f"{DATA_DIR}/{shard.file_name(self._compression)}",
-               "examples": examples}
+        for read in reads:
+            self._written.inc(read.report["written"])
+            self._refused.inc(read.report["quarantined"])
+            yield beam.pvalue.TaggedOutput("files", read.report)
+            for record in read.quarantine:
+                yield beam.pvalue.TaggedOutput("quarantine", record)
+        yield {"kind": "shard", "split": shard.split, "file": f"{DATA_DIR}/{name}", "examples": examples}

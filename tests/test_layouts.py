@@ -93,7 +93,8 @@ def test_file_size_limit_is_checked_from_headers():
 
 
 def _select(plan, spec, **kw):
-    return samples.select_samples("f", plan, plan.read_values(), spec, kw.pop("max_sample_bytes", 1 << 20),
+    return samples.select_samples("f", plan, plan.read_values(kw.get("sample_range")), spec,
+                                  kw.pop("max_sample_bytes", 1 << 20),
                                   kw.pop("chunk_bytes", 1 << 20), **kw)
 
 

@@ -23,7 +23,8 @@ def _files(tmp_path):
     write_ragged(str(tmp_path / "a.npz"), samples[:2], [0, 1])
     write_ragged(str(tmp_path / "b.npz"), samples[2:], [1, 1, 0])
     (tmp_path / "c.npz").write_bytes(b"broken")
-    tasks = [reader.FileTask(str(tmp_path / n), "train", 0) for n in ("a.npz", "b.npz", "c.npz")]
+    tasks = [reader.FileTask(str(tmp_path / n), "train", (tmp_path / n).stat().st_size)
+             for n in ("a.npz", "b.npz", "c.npz")]
     return samples, tasks
 
 
@@ -31,10 +32,9 @@ def test_read_samples_yields_every_valid_sample_once_truncated(tmp_path):
     samples, tasks = _files(tmp_path)
     with test_pipeline.TestPipeline() as p:
         batches = p | beam.Create(tasks) | pipeline.ReadSamples(_config(tmp_path))
-        rows = batches | beam.FlatMap(lambda b: [(b.path.rsplit("/", 1)[1], int(i), int(n))
-                                                 for i, n in zip(b.indices, b.lengths)])
-        assert_that(rows, equal_to([("a.npz", 0, 1), ("a.npz", 1, 4), ("b.npz", 0, 4), ("b.npz", 1, 2),
-                                    ("b.npz", 2, 3)]))
+        # (sample index in its file, length after truncation to max_length=4)
+        rows = batches | beam.FlatMap(lambda b: [(int(i), int(n)) for i, n in zip(b.indices, b.lengths)])
+        assert_that(rows, equal_to([(0, 1), (1, 4), (0, 4), (1, 2), (2, 3)]))
 
 
 def test_value_stats_equal_a_float64_reference(tmp_path):
@@ -54,8 +54,8 @@ def test_value_stats_equal_a_float64_reference(tmp_path):
 
 
 def test_shard_plan_balances_samples_and_splits_files_when_asked_for_more_shards():
-    tasks = [reader.FileTask(f"f{i}", "train", 0) for i in range(2)]
-    shards = write.plan_shards("train", tasks, {"f0": 90, "f1": 10}, num_shards=4)
+    units = [(reader.FileTask("f0", "train", 0), 90), (reader.FileTask("f1", "train", 0), 10)]
+    shards = write.plan_shards("train", units, num_shards=4)
     covered = sorted((t.path, t.sample_range) for s in shards for t in s.tasks)
     assert covered == [("f0", (0, 22)), ("f0", (22, 45)), ("f0", (45, 67)), ("f0", (67, 90)), ("f1", None)]
     assert [s.file_name("gzip") for s in shards][0] == "train-00000-of-00004.tfrecord.gz"
