@@ -16,6 +16,7 @@ import tf_keras as keras
 from beam_pipeline.sample_data import write_dataset
 from tests.helpers import REPO, manifest, read_split, run_ok
 from trainer import data, export, model, train
+from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 
 BATCH = 32
@@ -30,8 +31,8 @@ def _preprocess(root, *flags) -> str:
     return out
 
 
-def _config(data_dir, model_dir, **overrides) -> train.TrainConfig:
-    return train.TrainConfig(str(data_dir), str(model_dir), **{
+def _config(data_dir, model_dir, **overrides) -> TrainConfig:
+    return TrainConfig(str(data_dir), str(model_dir), **{
         "epochs": 4, "batch_size": BATCH, "verbose": 0, "throughput_batches": 5, **overrides})
 
 
@@ -248,11 +249,12 @@ _MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from trainer import data, strategy, train
+    from trainer.config import TrainConfig
     dist = strategy.make_strategy("mirrored")
     features, _ = next(iter(data.distribute(dist, data.load(sys.argv[1]), "train", 24, training=True)))
     shapes = [list(t.shape) for t in dist.experimental_local_results(features["x"])]
-    metrics = train.train(train.TrainConfig(sys.argv[1], sys.argv[2], epochs=4, batch_size=24,
-                                            strategy="mirrored", verbose=0, throughput_batches=5))
+    metrics = train.train(TrainConfig(sys.argv[1], sys.argv[2], epochs=4, batch_size=24, strategy="mirrored",
+                                      verbose=0, throughput_batches=5))
     print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics}), flush=True)
     os._exit(0)  # the tf.Transform teardown segfault must not decide the exit code
 """)
@@ -296,7 +298,7 @@ def test_cli_refuses_an_incomplete_run_with_exit_code_2(sequences, tmp_path):
     assert "_SUCCESS" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_cli_help_documents_every_flag():
+def test_cli_help_documents_every_flag_and_bad_flags_exit_2():
     proc = _cli("--help")
     assert proc.returncode == 0
     from trainer.cli import build_parser
@@ -304,6 +306,8 @@ def test_cli_help_documents_every_flag():
     for action in build_parser()._actions:
         assert action.help, action.dest
         assert all(flag in proc.stdout for flag in action.option_strings)
+    proc = _cli("--data_dir", "out", "--model_dir", "model", "--strategy", "gpu")
+    assert proc.returncode == 2 and "invalid choice: 'gpu'" in proc.stderr
 
 
 def test_the_trainer_needs_no_beam():

@@ -13,14 +13,10 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from trainer.config import DEFAULT_NOISE_STDDEV, IMAGE_AUGMENTATIONS, SEQUENCE_AUGMENTATIONS
 from trainer.data import AugmentFn, DataInfo, Features
 from trainer.errors import ConfigError
 from transforms import features
-
-SEQUENCE_AUGMENTATIONS = ("noise", "shift")
-IMAGE_AUGMENTATIONS = ("flip_lr", "flip_ud")
-AUGMENTATIONS = SEQUENCE_AUGMENTATIONS + IMAGE_AUGMENTATIONS
-DEFAULT_NOISE_STDDEV = 0.1
 
 
 def valid_mask(length: tf.Tensor, x: tf.Tensor) -> tf.Tensor:

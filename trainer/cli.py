@@ -18,13 +18,13 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
-from trainer import augment, data, strategy, train  # noqa: E402
+from trainer import config as cfg  # noqa: E402
 from trainer.errors import TrainerError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The trainer's flags."""
-    defaults = train.TrainConfig(data_dir="", model_dir="")
+    defaults = cfg.TrainConfig(data_dir="", model_dir="")
     p = argparse.ArgumentParser(
         prog="python -m trainer",
         description="Train a classifier on the preprocessing pipeline's TFRecord shards, evaluate it after "
@@ -48,19 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=defaults.verbose,
                      help="0 silent, 1 progress bar, 2 one line per epoch")
     dev = p.add_argument_group("devices")
-    dev.add_argument("--strategy", choices=strategy.STRATEGIES, default=defaults.strategy,
+    dev.add_argument("--strategy", choices=cfg.STRATEGIES, default=defaults.strategy,
                      help="auto: tpu if --tpu (or TPU_NAME) is set, mirrored on 2+ GPUs, else default (one device)")
     dev.add_argument("--tpu", default=defaults.tpu,
                      help="Cloud TPU name, grpc:// address, or 'local' on a TPU VM (implies --strategy tpu under auto)")
     aug = p.add_argument_group("augmentation (training only, off by default)")
-    aug.add_argument("--augment", nargs="+", choices=augment.AUGMENTATIONS, default=list(defaults.augment),
+    aug.add_argument("--augment", nargs="+", choices=cfg.AUGMENTATIONS, default=list(defaults.augment),
                      help="sequences: noise (gaussian, valid steps only), shift (random rotation within the valid "
                           "length); images: flip_lr, flip_ud (random flips)")
     aug.add_argument("--noise_stddev", type=float, default=defaults.noise_stddev,
                      help="stddev of the noise augmentation, in normalized units")
     inp = p.add_argument_group("input pipeline")
     inp.add_argument("--shuffle_buffer", type=int, default=defaults.shuffle_buffer,
-                     help=f"records in the shuffle buffer (capped at {data.MAX_SHUFFLE_BYTES >> 20} MiB of records)")
+                     help=f"records in the shuffle buffer (capped at {cfg.MAX_SHUFFLE_BYTES >> 20} MiB of records)")
     inp.add_argument("--cycle_length", type=int, default=defaults.cycle_length, help="shards read concurrently")
     inp.add_argument("--throughput_batches", type=int, default=defaults.throughput_batches,
                      help="batches timed to measure the input pipeline's examples/s (reported in metrics.json)")
@@ -74,7 +74,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
       TrainerError: an unusable data_dir or settings that do not fit it.
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    config = train.TrainConfig(**{**vars(args), "augment": tuple(args.augment)})
+    config = cfg.TrainConfig(**{**vars(args), "augment": tuple(args.augment)})
+    from trainer import data, train  # TensorFlow loads here, once the flags are known to be good
+
     metrics = train.train(config)
     summary = {k: metrics[k] for k in (data.TRAIN, data.EVAL, "input_examples_per_sec") if k in metrics}
     print(f"final metrics: {json.dumps(summary)} ({metrics['model']}, {metrics['epochs_run']} epochs run; "

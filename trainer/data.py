@@ -25,6 +25,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from trainer.config import DEFAULT_CYCLE_LENGTH, DEFAULT_SHUFFLE_BUFFER, MAX_SHUFFLE_BYTES
 from trainer.errors import DataError
 from transforms import features
 from transforms.features import DatasetSpec
@@ -33,12 +34,8 @@ SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
 TRAIN = "train"
 EVAL = "eval"
-DEFAULT_SHUFFLE_BUFFER = 10_000
-DEFAULT_CYCLE_LENGTH = 16
-# A shuffle buffer holds serialized records; cap its memory whatever --shuffle_buffer says, so
-# long sequences (MBs per record) cannot exhaust the host.
-MAX_SHUFFLE_BYTES = 1 << 30
-# tf.train.Example framing per record (keys, tags, lengths), roughly; only used for the cap above.
+# tf.train.Example framing per record (keys, tags, lengths), roughly; only used for the
+# shuffle buffer's memory cap.
 _RECORD_OVERHEAD = 64
 
 Features = dict[str, tf.Tensor]

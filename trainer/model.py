@@ -17,10 +17,10 @@ import math
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.config import DEFAULT_WIDTH
 from trainer.data import DataInfo
 from transforms import features
 
-DEFAULT_WIDTH = 64
 # Dilations of the sequence CNN's kernel-3 convolutions: a receptive field of 15 steps.
 SEQUENCE_DILATIONS = (1, 2, 4)
 

@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "tpu")
+from trainer.config import STRATEGIES
 
 
 def resolve_name(name: str, tpu: str | None) -> str:

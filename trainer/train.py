@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -24,36 +23,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer import augment, data, export, model, strategy
-from trainer.augment import DEFAULT_NOISE_STDDEV
+from trainer.config import TrainConfig
 from trainer.errors import ConfigError
-from trainer.model import DEFAULT_WIDTH
 
 METRICS_FILE = "metrics.json"
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Settings of a training run (the CLI's flags)."""
-
-    data_dir: str
-    model_dir: str
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    steps_per_execution: int = 1
-    strategy: str = "auto"
-    tpu: str | None = None
-    augment: tuple[str, ...] = ()
-    noise_stddev: float = DEFAULT_NOISE_STDDEV
-    width: int = DEFAULT_WIDTH
-    shuffle_buffer: int = data.DEFAULT_SHUFFLE_BUFFER
-    cycle_length: int = data.DEFAULT_CYCLE_LENGTH
-    throughput_batches: int = 50
-    seed: int = 0
-    verbose: int = 2
 
 
 def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:

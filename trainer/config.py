@@ -1,0 +1,42 @@
+"""A training run's settings, their choices and defaults.
+
+Imports no TensorFlow, so the CLI answers --help and flag errors without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+STRATEGIES = ("auto", "default", "mirrored", "tpu")
+SEQUENCE_AUGMENTATIONS = ("noise", "shift")
+IMAGE_AUGMENTATIONS = ("flip_lr", "flip_ud")
+AUGMENTATIONS = SEQUENCE_AUGMENTATIONS + IMAGE_AUGMENTATIONS
+DEFAULT_NOISE_STDDEV = 0.1
+DEFAULT_WIDTH = 64
+DEFAULT_SHUFFLE_BUFFER = 10_000
+DEFAULT_CYCLE_LENGTH = 16
+# A shuffle buffer holds serialized records; cap its memory whatever --shuffle_buffer says, so
+# long sequences (MBs per record) cannot exhaust the host.
+MAX_SHUFFLE_BYTES = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run (the CLI's flags; see `python -m trainer --help`)."""
+
+    data_dir: str
+    model_dir: str
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    steps_per_execution: int = 1
+    strategy: str = "auto"
+    tpu: str | None = None
+    augment: tuple[str, ...] = ()
+    noise_stddev: float = DEFAULT_NOISE_STDDEV
+    width: int = DEFAULT_WIDTH
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+    cycle_length: int = DEFAULT_CYCLE_LENGTH
+    throughput_batches: int = 50
+    seed: int = 0
+    verbose: int = 2
