@@ -7,6 +7,7 @@ bytes directly. The bytes written here equal `Example.SerializeToString(determin
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 
@@ -35,6 +36,7 @@ def _len_field(field: int, payload: bytes) -> bytes:
     return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _int64_entry(key: bytes, value: int) -> bytes:
     # Features.feature map entry {key, Feature{int64_list: Int64List{value: [value]}}}
     feature = _len_field(3, _len_field(1, _varint(value)))
@@ -84,18 +86,19 @@ class ExampleEncoder:
         rows = np.ascontiguousarray(floats, dtype="<f4").reshape(batch, -1)
         head = self._float_head(rows.shape[1])
         row_bytes = rows.shape[1] * 4
-        buffer = rows.tobytes()
-        int_columns = {k.encode(): np.asarray(v).tolist() for k, v in ints.items()}
+        payload = memoryview(rows).cast("B")
+        columns = [(k.encode(), np.asarray(v).tolist()) for k, v in ints.items()]
+        position = {key: i for i, key in enumerate(self._order)}
+        float_at = position[self._float_key]
+        ordered = sorted(columns, key=lambda c: position[c[0]])
+        prefix = _varint(1 << 3 | 2)
         out = []
         for i in range(batch):
-            parts = []
-            for key in self._order:
-                if key == self._float_key:
-                    parts.append(head + buffer[i * row_bytes:(i + 1) * row_bytes])
-                else:
-                    parts.append(_int64_entry(key, int_columns[key][i]))
+            # Length/label entries repeat a lot: cached, so a record costs one join.
+            parts = [_int64_entry(key, values[i]) for key, values in ordered]
+            parts[float_at:float_at] = [head, payload[i * row_bytes:(i + 1) * row_bytes]]
             features = b"".join(parts)
-            out.append(_varint(1 << 3 | 2) + _varint(len(features)) + features)
+            out.append(prefix + _varint(len(features)) + features)
         return out
 
 
