@@ -216,7 +216,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RunFailedError(f"the pipeline ended in state {state}")
 
-    m = manifest.build_manifest(output_dir, spec, splits, argv, _label_vocabulary(output_dir, spec))
+    m = manifest.build_manifest(output_dir, spec, splits, argv, _label_vocabulary(output_dir, spec),
+                                args.compression)
     manifest.write_text(FileSystems.join(output_dir, paths.MANIFEST), json.dumps(m, indent=2) + "\n")
     FileSystems.delete([FileSystems.join(output_dir, paths.WORK_DIR)])
     _check_bad_fraction(m, args.max_bad_fraction)

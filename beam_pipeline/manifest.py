@@ -63,7 +63,7 @@ def _split_summary(split: str, tasks: list[reader.FileTask], file_reports: list[
 
 
 def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[reader.FileTask]],
-                   argv: list[str], label_vocabulary: list[str] | None) -> dict[str, Any]:
+                   argv: list[str], label_vocabulary: list[str] | None, compression: str) -> dict[str, Any]:
     """Assembles the manifest from the pipeline's reports.
 
     Raises:
@@ -93,6 +93,7 @@ def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[re
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": argv,
         "spec": spec.to_json(),
+        "compression": compression,   # of the TFRecord shards: "none" or "gzip"
         "max_length": spec.max_length,
         "num_classes": num_classes,
         "label_vocabulary": label_vocabulary,

@@ -164,3 +164,15 @@ def test_too_much_bad_input_fails_the_run_without_success_marker(tmp_path):
     assert proc.returncode == 1
     assert "--max_bad_fraction" in proc.stderr.strip().splitlines()[-1]
     assert (out / "manifest.json").exists() and not (out / "_SUCCESS").exists()
+
+
+def test_eval_integer_label_unseen_in_training_is_quarantined(tmp_path):
+    write_ragged(str(tmp_path / "train.npz"), [np.ones((2, 2), np.float32) * i for i in range(4)], [0, 1, 2, 1])
+    write_ragged(str(tmp_path / "eval.npz"), [np.ones((2, 2), np.float32)] * 3, [2, 3, 0])
+    out = str(tmp_path / "out")
+    run_ok("--input", str(tmp_path / "train.npz"), "--eval_input", str(tmp_path / "eval.npz"), "--output_dir", out,
+           "--max_bad_fraction", "0.5")
+    m = manifest(out)
+    assert m["num_classes"] == 3 and m["compression"] == "none"
+    assert sorted(read_split(out, "eval")["label"].tolist()) == [0, 2]
+    assert [(q["sample_index"], q["reason"]) for q in quarantine(out)] == [(1, "unknown_label")]

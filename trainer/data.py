@@ -95,7 +95,7 @@ class DataInfo:
         return 4 * math.prod(self.x_shape) + _RECORD_OVERHEAD
 
 
-def _split(data_dir: str, name: str, summary: dict[str, Any]) -> Split:
+def _split(data_dir: str, name: str, summary: dict[str, Any], compression: str) -> Split:
     files = tuple(posixpath.join(data_dir, shard["file"]) for shard in summary["shards"])
     if not files:
         raise DataError(f"{data_dir}: the manifest lists no {name} shards")
@@ -105,11 +105,8 @@ def _split(data_dir: str, name: str, summary: dict[str, Any]) -> Split:
     missing = [f for f in files if f not in present]
     if missing:
         raise DataError(f"{data_dir}: {len(missing)} {name} shards in the manifest are missing, e.g. {missing[0]}")
-    gzipped = {f.endswith(".gz") for f in files}
-    if len(gzipped) > 1:
-        raise DataError(f"{data_dir}: {name} mixes compressed and uncompressed shards")
     return Split(files, sum(int(shard["examples"]) for shard in summary["shards"]),
-                 "GZIP" if gzipped.pop() else "")
+                 "GZIP" if compression == "gzip" else "")
 
 
 def load(data_dir: str) -> DataInfo:
@@ -137,8 +134,8 @@ def load(data_dir: str) -> DataInfo:
         if parsed is None or list(parsed.shape) != declared["shape"] or parsed.dtype.name != declared["dtype"]:
             raise DataError(f"{data_dir}: feature {name!r} of the transform ({parsed}) disagrees with "
                             f"the manifest ({declared})")
-    splits = {name: _split(data_dir, name, summary) for name, summary in manifest["splits"].items()
-              if name in (TRAIN, EVAL)}
+    splits = {name: _split(data_dir, name, summary, manifest["compression"])
+              for name, summary in manifest["splits"].items() if name in (TRAIN, EVAL)}
     if TRAIN not in splits:
         raise DataError(f"{data_dir}: the manifest has no {TRAIN} split")
     if manifest["num_classes"] < 2:

@@ -51,14 +51,21 @@ def _normalize(values: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
 
 
 def _label_ids(label: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
-    """Class ids: integers as they are, strings through a vocabulary of the training split."""
+    """Class ids: strings through a vocabulary of the training split; integers as they are.
+
+    Either way, a label the training split never had (a string outside the vocabulary, an
+    integer above the largest training id) becomes UNKNOWN_LABEL_ID, which the pipeline
+    quarantines: the model has no output for it.
+    """
     if spec.label_kind == "string":
         return tft.compute_and_apply_vocabulary(
             label,
             default_value=features.UNKNOWN_LABEL_ID,
             vocab_filename=features.LABEL_VOCABULARY,
         )
-    return tf.cast(label, tf.int64)
+    label = tf.cast(label, tf.int64)
+    known = (label >= 0) & (label <= tft.max(label))
+    return tf.where(known, label, tf.constant(features.UNKNOWN_LABEL_ID, tf.int64))
 
 
 def make_preprocessing_fn(spec: features.DatasetSpec) -> Callable[[TensorDict], TensorDict]:
@@ -77,6 +84,10 @@ def make_preprocessing_fn(spec: features.DatasetSpec) -> Callable[[TensorDict], 
     def preprocessing_fn(inputs: TensorDict) -> TensorDict:
         # One row per sample holding its values flattened row-major: [batch, (T * step)].
         rows = tf.RaggedTensor.from_sparse(inputs[features.X])
+        # `length` must describe the values: a serving request where they disagree fails
+        # loudly instead of being padded as something it is not.
+        tf.debugging.assert_equal(rows.row_lengths(), inputs[features.LENGTH] * step,
+                                  message="`length` * prod(trailing_shape) must equal the number of values")
         rows = rows[:, :padded_width]  # truncation; the pipeline has already counted it
         if spec.per_element:
             # Fixed-shape data only (checked by the pipeline): every row is full, so the
