@@ -176,3 +176,16 @@ def test_eval_integer_label_unseen_in_training_is_quarantined(tmp_path):
     assert m["num_classes"] == 3 and m["compression"] == "none"
     assert sorted(read_split(out, "eval")["label"].tolist()) == [0, 2]
     assert [(q["sample_index"], q["reason"]) for q in quarantine(out)] == [(1, "unknown_label")]
+
+
+def test_transform_graph_refuses_a_length_that_disagrees_with_the_values(output):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    tft_output = tft.TFTransformOutput(output[0])
+    values = tf.sparse.from_dense(tf.ones([1, 3 * NUM_FEATURES]))
+    raw = {"x": values, "label": tf.constant([0], tf.int64)}
+    good = tft_output.transform_raw_features({**raw, "length": tf.constant([3], tf.int64)})
+    assert good["length"].numpy().tolist() == [3]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="length"):
+        tft_output.transform_raw_features({**raw, "length": tf.constant([2], tf.int64)})
