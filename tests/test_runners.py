@@ -40,6 +40,15 @@ NUM_SHARDS = "2"  # the same for every run, so the shard plans (and file names) 
 TRAIN_EXAMPLES, EVAL_EXAMPLES = 4 * 64, 2 * 64
 
 
+@pytest.fixture(autouse=True)
+def _private_tmpdir(tmp_path, monkeypatch):
+    """The CLI subprocesses get a TMPDIR of their own: Beam leaves its staging directories
+    (the sdist, the pipeline's dependencies) behind in the temporary directory."""
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("runners_data")
@@ -103,7 +112,8 @@ def _assert_same_outputs(out: str, reference: dict) -> None:
     assert got["splits"] == reference["splits"]
     assert got["shard_examples"] == reference["shard_examples"]
     assert len(got["records"]) == len(reference["records"])
-    assert got["records"] == reference["records"], "the runner wrote different records"
+    differ = len(set(got["records"]) ^ set(reference["records"]))
+    assert got["records"] == reference["records"], f"{differ} records differ from the in-process run's"
 
 
 @pytest.mark.parametrize("runner_flags", [
