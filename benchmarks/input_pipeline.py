@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline, round-robin; best counts")
     p.add_argument("--cycle_length", type=int, default=0,
                    help="shards read concurrently; 0 = the trainer's default")
-    p.add_argument("--work_dir", default=preprocess.DEFAULT_WORK_DIR, help="cache of datasets and shards")
+    p.add_argument("--work_dir", default=preprocess.DEFAULT_WORK_DIR,
+                   help="cache of datasets and of our shards of them (made once: delete WORK_DIR/shards-* "
+                        "after changing the output format)")
     p.add_argument("--json_out", metavar="PATH", help="write every figure to this JSON file")
     return p
 
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     files = max(1, round(preprocess.FULL_FILES * args.scale))
     dataset = preprocess.ensure_dataset(args.work_dir, files, args.samples_per_file, args.seed)
     shards_dir = ensure_shards(args.work_dir, dataset)
-    print(f"dataset: {dataset.describe()}\nshards: {shards_dir}", flush=True)
+    code = preprocess.code_version()
+    print(f"dataset: {dataset.describe()}\ncode: {code}\nshards: {shards_dir}", flush=True)
 
     # TensorFlow loads only now: the data generation above forks no TensorFlow threads.
     from trainer import config, data
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "machine": {"nproc": os.cpu_count()},
             "command": ["python", "-m", "benchmarks.input_pipeline", *(sys.argv[1:] if argv is None else argv)],
+            "code": code,
             "dataset": dataclasses.asdict(dataset),
             "examples_timed": examples,
             "batch_size": BATCH_SIZE,

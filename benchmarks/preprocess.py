@@ -156,6 +156,18 @@ def ensure_dataset(work_dir: str, files: int, samples: int, seed: int = 0) -> Da
         return Dataset(path=path, **json.load(f))
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and the pipeline files modified on top of it (figures of a dirty
+    tree belong to no commit). Both None outside a git checkout (e.g. a `git archive` export)."""
+    def git(*args: str) -> str | None:
+        proc = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", "beam_pipeline", "transforms", "trainer")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "modified": None if status is None else [line[3:] for line in status.splitlines()]}
+
+
 def warm_cache(paths: list[str]) -> None:
     """Reads files once, so each timed run starts from the same warm page cache."""
     for path in paths:
@@ -385,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
         big = ensure_dataset(args.work_dir, _files_for(args.scale * args.memory_factor), args.samples_per_file,
                              args.seed)
     run_dir = tempfile.mkdtemp(dir=args.work_dir, prefix="run-")
-    print(f"dataset: {dataset.describe()}\nrun directory: {run_dir}", flush=True)
+    code = code_version()
+    print(f"dataset: {dataset.describe()}\ncode: {code}\nrun directory: {run_dir}", flush=True)
 
     def out(name: str) -> str:
         return os.path.join(run_dir, name)
@@ -411,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"nproc": os.cpu_count(),
                     "ram_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1)},
         "command": ["python", "-m", "benchmarks.preprocess", *(sys.argv[1:] if argv is None else argv)],
+        "code": code,
         "dataset": dataclasses.asdict(dataset),
         "results": {side: r.to_json() for side, r in (("baseline", base), ("ours", ours))},
         "all_seconds": {side: [m.seconds for m in r] for side, r in runs.items()},
