@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
-from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
 from beam_pipeline.paths import WORK_DIR
@@ -42,7 +42,8 @@ def tensor_adapter_config(spec: DatasetSpec) -> tensor_adapter.TensorAdapterConf
         return rep(dense_tensor=rep.DenseTensor(column_name=column, shape=schema_pb2.FixedShape()))
 
     return tensor_adapter.TensorAdapterConfig(schema, {
-        features.X: rep(varlen_sparse_tensor=rep.VarLenSparseTensor(column_name=features.X)),
+        # Ragged, not sparse: no [values, 2] index tensor to build for every batch.
+        features.X: rep(ragged_tensor=rep.RaggedTensor(feature_path=path_pb2.Path(step=[features.X]))),
         features.LENGTH: dense(features.LENGTH),
         features.LABEL: dense(features.LABEL),
     })

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import uuid
+from collections.abc import Callable
 
 import apache_beam as beam
 import numpy as np
@@ -70,6 +72,39 @@ def plan_shards(split: str, units: list[tuple[reader.FileTask, int]], num_shards
     return [ShardTask(split, i, num_shards, tuple(t)) for i, t in enumerate(assigned)]
 
 
+# Loading and tracing the transform graph takes seconds: once per worker process, shared by
+# every WriteShardFn instance (a memo, not state: each entry is a pure function of its key).
+_TRANSFORMS: dict[tuple[str, DatasetSpec], Callable] = {}
+_TRANSFORMS_LOCK = threading.Lock()
+
+
+def load_transform(transform_dir: str, spec: DatasetSpec) -> Callable:
+    """The saved transform graph as a function of (flat values, row splits, lengths, labels)."""
+    with _TRANSFORMS_LOCK:
+        if (transform_dir, spec) not in _TRANSFORMS:
+            _TRANSFORMS[(transform_dir, spec)] = _trace_transform(transform_dir, spec)
+        return _TRANSFORMS[(transform_dir, spec)]
+
+
+def _trace_transform(transform_dir: str, spec: DatasetSpec) -> Callable:
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    layer = tft.TFTransformOutput(transform_dir).transform_features_layer()
+
+    @tf.function(autograph=False, input_signature=[
+        tf.TensorSpec([None], tf.as_dtype(spec.raw_x_dtype)),   # all values, flattened
+        tf.TensorSpec([None], tf.int64),                        # row splits of the values
+        tf.TensorSpec([None], tf.int64),                        # lengths
+        tf.TensorSpec([None], tf.as_dtype(spec.raw_label_dtype)),
+    ])
+    def transform(values, row_splits, lengths, labels):
+        x = tf.RaggedTensor.from_row_splits(values, row_splits, validate=False)
+        return layer({features.X: x, features.LENGTH: lengths, features.LABEL: labels})
+
+    return transform
+
+
 class WriteShardFn(beam.DoFn):
     """Reads a shard's files, transforms them with the saved graph and writes the shard.
 
@@ -88,27 +123,6 @@ class WriteShardFn(beam.DoFn):
         self._encoder = tfrecord.ExampleEncoder(features.X, [features.LENGTH, features.LABEL])
         self._written = _COUNT.counter("write", "examples_written")
         self._refused = _COUNT.counter("write", "examples_quarantined")
-
-    def _load_transform(self, transform_dir: str):
-        import tensorflow as tf
-        import tensorflow_transform as tft
-
-        layer = tft.TFTransformOutput(transform_dir).transform_features_layer()
-        spec = self._spec
-
-        @tf.function(input_signature=[
-            tf.TensorSpec([None], tf.as_dtype(spec.raw_x_dtype)),   # all values, flattened
-            tf.TensorSpec([None], tf.int64),                        # row splits of the values
-            tf.TensorSpec([None], tf.int64),                        # lengths
-            tf.TensorSpec([None], tf.as_dtype(spec.raw_label_dtype)),
-        ])
-        def transform(values, row_splits, lengths, labels):
-            # The raw `x` is a VarLenFeature, i.e. a SparseTensor; building its indices in
-            # TensorFlow's C++ is several times cheaper than in NumPy.
-            x = tf.RaggedTensor.from_row_splits(values, row_splits, validate=False).to_sparse()
-            return layer({features.X: x, features.LENGTH: lengths, features.LABEL: labels})
-
-        return transform
 
     def _transform_batch(self, batch: SampleBatch) -> dict[str, np.ndarray]:
         row_splits = np.zeros(len(batch) + 1, dtype=np.int64)
@@ -141,7 +155,7 @@ class WriteShardFn(beam.DoFn):
 
     def process(self, shard: ShardTask, transform_dir: str):
         if self._transform is None:
-            self._transform = self._load_transform(transform_dir)
+            self._transform = load_transform(transform_dir, self._spec)
         name = shard.file_name(self._compression)
         data_dir = FileSystems.join(self._output_dir, DATA_DIR)
         final = FileSystems.join(data_dir, name)

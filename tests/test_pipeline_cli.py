@@ -183,7 +183,7 @@ def test_transform_graph_refuses_a_length_that_disagrees_with_the_values(output)
     import tensorflow_transform as tft
 
     tft_output = tft.TFTransformOutput(output[0])
-    values = tf.sparse.from_dense(tf.ones([1, 3 * NUM_FEATURES]))
+    values = tf.RaggedTensor.from_row_lengths(tf.ones([3 * NUM_FEATURES]), [3 * NUM_FEATURES])
     raw = {"x": values, "label": tf.constant([0], tf.int64)}
     good = tft_output.transform_raw_features({**raw, "length": tf.constant([3], tf.int64)})
     assert good["length"].numpy().tolist() == [3]

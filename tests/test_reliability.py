@@ -105,6 +105,10 @@ def test_a_killed_run_leaves_no_success_marker_and_no_partial_shard(tmp_path):
     import tensorflow as tf
     for shard in glob.glob(str(out / "data" / "train-*")):   # final names hold complete shards only
         assert sum(1 for _ in tf.data.TFRecordDataset(shard)) > 0
+    from trainer import data
+    from trainer.errors import DataError
+    with pytest.raises(DataError, match="_SUCCESS"):
+        data.load(str(out))                                   # the trainer refuses the partial output
 
 
 def test_missing_file_is_unreadable_not_a_crash(tmp_path):

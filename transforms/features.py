@@ -117,16 +117,16 @@ class DatasetSpec:
         """Shape of one transformed `x`: [max_length, *trailing_shape]."""
         return (self.max_length, *self.trailing_shape)
 
-    def raw_feature_spec(self) -> dict[str, tf.io.VarLenFeature | tf.io.FixedLenFeature]:
+    def raw_feature_spec(self) -> dict[str, tf.io.RaggedFeature | tf.io.FixedLenFeature]:
         """Feature spec of the raw schema: unpadded, unnormalized values and their length.
 
-        `x` holds the sample's values flattened row-major ([T * prod(trailing)] values);
-        this is also what the serving signature parses.
+        `x` holds the sample's values flattened row-major ([T * prod(trailing)] values),
+        parsed as a RaggedTensor [batch, (values)]; this is also what serving parses.
         """
         import tensorflow as tf
 
         return {
-            X: tf.io.VarLenFeature(tf.as_dtype(self.raw_x_dtype)),
+            X: tf.io.RaggedFeature(tf.as_dtype(self.raw_x_dtype), value_key=X, row_splits_dtype=tf.int64),
             LENGTH: tf.io.FixedLenFeature([], tf.int64),
             LABEL: tf.io.FixedLenFeature([], tf.as_dtype(self.raw_label_dtype)),
         }

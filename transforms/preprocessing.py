@@ -38,16 +38,15 @@ def _normalize(values: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
     hi = tft.max(values, reduce_instance_dims=False)
     varies = hi > lo
     if spec.normalize == "zscore":
-        mean = tft.mean(values, reduce_instance_dims=False)
-        var = tft.var(values, reduce_instance_dims=False)
-        # Guarding on max > min (exact) rather than std > 0 (subject to rounding) is what
-        # makes a constant feature come out as exactly 0.
-        std = tf.where(varies, tf.sqrt(tf.maximum(var, 0.0)), tf.ones_like(var))
-        scaled = (values - mean) / std
+        center = tft.mean(values, reduce_instance_dims=False)
+        scale = tf.sqrt(tf.maximum(tft.var(values, reduce_instance_dims=False), 0.0))
     else:  # minmax
-        span = tf.where(varies, hi - lo, tf.ones_like(hi))
-        scaled = (values - lo) / span
-    return tf.where(varies, scaled, tf.zeros_like(scaled))
+        center, scale = lo, hi - lo
+    # Guarding on max > min (exact) rather than std > 0 (subject to rounding) is what makes
+    # a constant feature come out as exactly 0. One multiply per value, by a per-channel
+    # constant, is also much cheaper than a divide and a select.
+    inverse = tf.where(varies, 1.0 / tf.where(varies, scale, tf.ones_like(scale)), tf.zeros_like(scale))
+    return (values - center) * inverse
 
 
 def _label_ids(label: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
@@ -83,12 +82,14 @@ def make_preprocessing_fn(spec: features.DatasetSpec) -> Callable[[TensorDict], 
 
     def preprocessing_fn(inputs: TensorDict) -> TensorDict:
         # One row per sample holding its values flattened row-major: [batch, (T * step)].
-        rows = tf.RaggedTensor.from_sparse(inputs[features.X])
+        rows = inputs[features.X]
         # `length` must describe the values: a serving request where they disagree fails
         # loudly instead of being padded as something it is not.
         tf.debugging.assert_equal(rows.row_lengths(), inputs[features.LENGTH] * step,
                                   message="`length` * prod(trailing_shape) must equal the number of values")
-        rows = rows[:, :padded_width]  # truncation; the pipeline has already counted it
+        # Samples longer than max_length: the pipeline truncates (and counts) them before
+        # they get here, so the statistics see exactly the values written; at serving time
+        # to_tensor(shape=...) below cuts them.
         if spec.per_element:
             # Fixed-shape data only (checked by the pipeline): every row is full, so the
             # dense view holds real values only.
@@ -99,7 +100,7 @@ def make_preprocessing_fn(spec: features.DatasetSpec) -> Callable[[TensorDict], 
             scaled = tf.reshape(tf.cast(_normalize(values, spec), tf.float32), [-1])
             normalized = rows.with_flat_values(scaled).to_tensor(
                 default_value=0.0, shape=[None, padded_width])
-        length = rows.row_lengths() // step
+        length = tf.minimum(rows.row_lengths() // step, spec.max_length)
         return {
             features.X: tf.reshape(normalized, [-1, *spec.padded_shape]),
             features.LENGTH: tf.cast(length, tf.int64),
