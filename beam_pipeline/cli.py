@@ -25,7 +25,7 @@ from typing import Any  # noqa: E402
 
 import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions  # noqa: E402
 
 from beam_pipeline import layouts, paths, reader, scan  # noqa: E402
 from transforms import features  # noqa: E402
@@ -126,8 +126,7 @@ def _unknown_flags(beam_args: list[str]) -> list[str]:
     return [a for a in unknown if a.startswith("-")]
 
 
-def _pipeline(beam_args: list[str]) -> beam.Pipeline:
-    options = PipelineOptions(beam_args)
+def _pipeline(options: PipelineOptions, beam_args: list[str]) -> beam.Pipeline:
     if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
         return beam.Pipeline(options=options)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -184,6 +183,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.labels_csv:  # its relative rows are resolved against its own directory
         args.labels_csv = _absolute(args.labels_csv)
     output_dir = _absolute(args.output_dir).rstrip("/") or "/"
+    options = PipelineOptions(beam_args)
+    runner = str(options.view_as(StandardOptions).runner or "")
+    local = [path for path in (*args.input, *args.eval_input, output_dir) if "://" not in path]
+    if "Dataflow" in runner and local:
+        # Caught here, not after minutes of job start-up with every file quarantined.
+        raise scan.UsageError(f"--runner={runner}: workers cannot see local paths such as {local[0]}; "
+                              "put --input, --eval_input and --output_dir on gs://")
     opts = layouts.ReadOptions(layout=args.layout, x_key=args.x_key, y_key=args.y_key,
                                lengths_key=args.lengths_key, max_sample_bytes=args.max_sample_bytes,
                                max_file_bytes=args.max_file_bytes)
@@ -209,9 +215,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         shards += write.plan_shards(split, units[split], num_shards)
 
     config = pipeline.RunConfig(output_dir, spec, opts, max(1, int(args.batch_mb * (1 << 20))), args.compression)
-    p = _pipeline(beam_args)
+    p = _pipeline(options, beam_args)
     pipeline.build_pipeline(p, config, [task for task, _ in units["train"]], shards)
     result = p.run()
+    if options.view_as(TestOptions).dry_run:
+        print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
+        return {}
     state = result.wait_until_finish()
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RunFailedError(f"the pipeline ended in state {state}")
