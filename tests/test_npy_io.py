@@ -84,3 +84,10 @@ def test_zip_crc_mismatch_is_corrupt():
 
 def test_missing_key_is_reported():
     assert _reason(_npz_bytes(True, x=ARRAY), "y") == errors.MISSING_KEY
+
+
+def test_deflated_member_with_a_flipped_byte_is_corrupt():
+    data = bytearray(_npz_bytes(True, x=np.random.default_rng(0).normal(size=(64, 32))))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("x.npy")
+    data[info.header_offset + 30 + len("x.npy") + info.compress_size // 2] ^= 0x55
+    assert _reason(bytes(data), "x") == errors.CORRUPT
