@@ -51,13 +51,13 @@ class _InflateStream:
         self._done = False
 
     def _more(self, limit: int) -> None:
-        tail = self._inflate.unconsumed_tail
-        if not tail and self._pos >= len(self._src):
+        chunk = self._inflate.unconsumed_tail
+        if not chunk:   # empty once the input is used up: the inflater may still hold output
+            chunk = self._src[self._pos:self._pos + _INFLATE_PIECE]
+            self._pos += len(chunk)
+        data = self._inflate.decompress(chunk, limit)
+        if not data and not chunk and not self._inflate.eof:
             raise zipfile.BadZipFile("compressed data ends before the member does")
-        if not tail:
-            tail = self._src[self._pos:self._pos + _INFLATE_PIECE]
-            self._pos += len(tail)
-        data = self._inflate.decompress(tail, limit)
         self._produced += len(data)
         self._running = _zlib.crc32(data, self._running)
         self._buffer += data
