@@ -84,13 +84,15 @@ def _padded_file(path: bytes | str, max_length: int) -> tuple[np.ndarray, np.nda
     return np.stack(padded).astype(np.float32, copy=False), lengths, y
 
 
-def build_pipelines(info: Any, npz_files: list[str], cycle_length: int) -> dict[str, Callable[[], Any]]:
+def build_pipelines(info: Any, npz_files: list[str], cycle_length: int,
+                    shuffle_buffer: int) -> dict[str, Callable[[], Any]]:
     """Every benchmarked pipeline, as a function that builds a fresh (endless) dataset.
 
     Args:
       info: `trainer.data.load` of our pipeline's output.
       npz_files: the original .npz files (the seed recipes' input).
       cycle_length: shards read concurrently (the trainer's --cycle_length).
+      shuffle_buffer: records in the training pipeline's shuffle buffer (the trainer's --shuffle_buffer).
     """
     import tensorflow as tf
 
@@ -109,7 +111,8 @@ def build_pipelines(info: Any, npz_files: list[str], cycle_length: int) -> dict[
 
     def ours(training: bool) -> Callable[[], tf.data.Dataset]:
         def build() -> tf.data.Dataset:
-            ds = data.make_dataset(info, data.TRAIN, BATCH_SIZE, training=training, cycle_length=cycle_length)
+            ds = data.make_dataset(info, data.TRAIN, BATCH_SIZE, training=training, cycle_length=cycle_length,
+                                   shuffle_buffer=shuffle_buffer)
             return ds if training else ds.repeat()  # training mode repeats by itself
         return build
 
@@ -183,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline, round-robin; best counts")
     p.add_argument("--cycle_length", type=int, default=0,
                    help="shards read concurrently; 0 = the trainer's default")
+    p.add_argument("--shuffle_buffer", type=int, default=0,
+                   help="records in ours (training)'s shuffle buffer; 0 = the trainer's default")
     p.add_argument("--work_dir", default=preprocess.DEFAULT_WORK_DIR,
                    help="cache of datasets and of our shards of them (made once: delete WORK_DIR/shards-* "
                         "after changing the output format)")
@@ -207,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
 
     info = data.load(shards_dir)
     npz_files = sorted(glob.glob(dataset.pattern))
-    pipelines = build_pipelines(info, npz_files, args.cycle_length or config.DEFAULT_CYCLE_LENGTH)
+    pipelines = build_pipelines(info, npz_files, args.cycle_length or config.DEFAULT_CYCLE_LENGTH,
+                                args.shuffle_buffer or config.DEFAULT_SHUFFLE_BUFFER)
     shard_bytes = sum(os.path.getsize(f) for f in info.splits[data.TRAIN].files)
     bytes_per_example = {name: (dataset.npz_bytes if name.startswith("seed") else shard_bytes) / dataset.examples
                          for name in pipelines}
@@ -240,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
             "code": code,
             "dataset": dataclasses.asdict(dataset),
             "examples_timed": examples,
+            "cycle_length": args.cycle_length or config.DEFAULT_CYCLE_LENGTH,
+            "shuffle_buffer": args.shuffle_buffer or config.DEFAULT_SHUFFLE_BUFFER,
             "batch_size": BATCH_SIZE,
             "examples_per_s": best,
             "all_examples_per_s": runs,
