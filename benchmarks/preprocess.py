@@ -30,9 +30,11 @@ import argparse
 import concurrent.futures
 import dataclasses
 import glob
+import io
 import json
 import multiprocessing
 import os
+import pstats
 import shutil
 import struct
 import subprocess
@@ -275,7 +277,6 @@ def verify_outputs(ours_dir: str, baseline_dir: str, dataset: Dataset) -> dict[s
     np.testing.assert_allclose(stats["mean"], base["mean"], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(stats["std"], base["std"], rtol=1e-9, atol=1e-9)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -284,6 +285,7 @@ def verify_outputs(ours_dir: str, baseline_dir: str, dataset: Dataset) -> dict[s
         for batch in tf.data.TFRecordDataset(path).batch(16).take(1):
             parsed = tf.io.parse_example(batch, spec)
             assert parsed["x"].shape[1:] == (MAX_LENGTH, NUM_FEATURES), parsed["x"].shape
+
     def worst(key: str) -> float:
         return float(np.max(np.abs(np.subtract(stats[key], base[key]))))
 
@@ -305,12 +307,9 @@ def profile_pipeline(dataset: Dataset, output_dir: str, pipeline_args: list[str]
 
     TensorFlow's and zlib's C code show up as the time of the Python call that entered them.
     """
-    cmd = [sys.executable, "-c", PROFILE_CODE, profile_path,
-           *pipeline_command(dataset, output_dir, pipeline_args)[3:]]
+    flags = pipeline_command(dataset, output_dir, pipeline_args)[3:]  # after python -m beam_pipeline
+    cmd = [sys.executable, "-c", PROFILE_CODE, profile_path, *flags]
     run_measured(cmd, log_path)
-    import io
-    import pstats
-
     text = io.StringIO()
     pstats.Stats(profile_path, stream=text).sort_stats("tottime").print_stats(25)
     return text.getvalue()
