@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-# Before TensorFlow loads: keep its C++ info logs out of the user's terminal.
+# Before TensorFlow loads: quiets its C++ warnings (the few absl lines it prints before its
+# logging is initialized cannot be silenced from Python).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402

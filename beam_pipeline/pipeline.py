@@ -77,7 +77,7 @@ class ReadSamples(beam.PTransform):
                 # worker would read every file.
                 | "Distribute" >> beam.Reshuffle()
                 | "Read" >> beam.FlatMap(
-                    lambda t: reader.read_task(t, c.read_options, c.spec, c.chunk_bytes).batches)
+                    lambda t: reader.read_task(t, c.read_options, c.spec, c.chunk_bytes, digest=False).batches)
                 | "Pool" >> beam.ParDo(PoolBatches(c.chunk_bytes)))
 
 

@@ -138,9 +138,10 @@ class WriteShardFn(beam.DoFn):
         merged = concat_batches([batch for _, batch in pending])
         out = self._transform_batch(merged)
         known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
+        if not known.all():   # indexing copies the whole padded batch: only when needed
+            out = {k: v[known] for k, v in out.items()}
         records = self._encoder.encode(
-            out[features.X][known],
-            {features.LENGTH: out[features.LENGTH][known], features.LABEL: out[features.LABEL][known]})
+            out[features.X], {features.LENGTH: out[features.LENGTH], features.LABEL: out[features.LABEL]})
         sink.write(tfrecord.frame_records(records))
         first = 0
         for read, batch in pending:
@@ -167,7 +168,8 @@ class WriteShardFn(beam.DoFn):
                 read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
                 read.report.update(kind="file", written=0, shard=name)
                 reads.append(read)
-                for batch in read.batches:
+                batches, read.batches = read.batches, []   # reports outlive the shard; data must not
+                for batch in batches:
                     # Small files' batches are pooled, so many tiny files cost one graph
                     # call per chunk_bytes rather than one per file.
                     pending.append((read, batch))
