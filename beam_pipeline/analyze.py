@@ -53,8 +53,7 @@ def to_record_batch(batch: SampleBatch, spec: DatasetSpec) -> pa.RecordBatch:
     """A SampleBatch as a RecordBatch: `x` holds each sample's values flattened."""
     value_type, label_type = _arrow_types(spec)
     flat = batch.values.reshape(-1).astype(value_type.to_pandas_dtype(), copy=False)
-    offsets = np.zeros(len(batch) + 1, dtype=np.int64)
-    np.cumsum(batch.lengths * spec.step_size, out=offsets[1:])
+    offsets = batch.value_splits(spec.step_size)
     singles = pa.array(np.arange(len(batch) + 1, dtype=np.int64))
     labels = pa.array(batch.labels.tolist() if spec.label_kind == "string" else batch.labels, type=label_type)
     return pa.RecordBatch.from_arrays([

@@ -33,34 +33,24 @@ class RunConfig:
 
 
 class PoolBatches(beam.DoFn):
-    """Merges small SampleBatches within a bundle up to ~chunk_bytes.
-
-    tf.Transform runs its graph once per batch: thousands of tiny files would otherwise
-    cost thousands of graph calls.
-    """
+    """Merges small SampleBatches within a bundle up to ~chunk_bytes (see samples.Pool)."""
 
     def __init__(self, chunk_bytes: int):
         self._chunk_bytes = chunk_bytes
-        self._pending: list[samples.SampleBatch] = []
-        self._bytes = 0
+        self._pool = samples.Pool(chunk_bytes)
 
     def start_bundle(self):
-        self._pending, self._bytes = [], 0
+        self._pool = samples.Pool(self._chunk_bytes)
 
     def process(self, batch: samples.SampleBatch):
-        if batch.values.nbytes >= self._chunk_bytes:
-            yield batch
-            return
-        self._pending.append(batch)
-        self._bytes += batch.values.nbytes
-        if self._bytes >= self._chunk_bytes:
-            yield samples.concat_batches(self._pending)
-            self._pending, self._bytes = [], 0
+        full = self._pool.add(batch, batch.values.nbytes)
+        if full:
+            yield samples.concat_batches(full)
 
     def finish_bundle(self):
-        if self._pending:
-            yield beam.transforms.window.GlobalWindows.windowed_value(samples.concat_batches(self._pending))
-            self._pending, self._bytes = [], 0
+        rest = self._pool.take()
+        if rest:
+            yield beam.transforms.window.GlobalWindows.windowed_value(samples.concat_batches(rest))
 
 
 class ReadSamples(beam.PTransform):

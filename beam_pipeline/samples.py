@@ -31,6 +31,13 @@ class SampleBatch:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def value_splits(self, step_size: int) -> np.ndarray:
+        """int64 [n + 1]: where each sample starts in the flattened values (each time step
+        holds step_size values), the row splits of the raw `x` RaggedTensor."""
+        splits = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(self.lengths * step_size, out=splits[1:])
+        return splits
+
 
 @dataclasses.dataclass
 class Selection:
@@ -136,6 +143,30 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
                                    kept_lengths[first:last], kept_labels[first:last]))
         first = last
     return Selection(batches, refusals, truncated, int(keep.sum()))
+
+
+class Pool:
+    """Collects items until their bytes reach a budget, then hands them over together.
+
+    TensorFlow runs its graph once per batch: pooling the small batches of many tiny files
+    turns thousands of graph calls into a few.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self._budget = budget_bytes
+        self._items: list = []
+        self._bytes = 0
+
+    def add(self, item, nbytes: int) -> list:
+        """Adds an item; returns the pooled items once the budget is reached, else []."""
+        self._items.append(item)
+        self._bytes += nbytes
+        return self.take() if self._bytes >= self._budget else []
+
+    def take(self) -> list:
+        """Returns and forgets everything pooled so far."""
+        items, self._items, self._bytes = self._items, [], 0
+        return items
 
 
 def concat_batches(batches: list[SampleBatch]) -> SampleBatch:

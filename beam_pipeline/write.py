@@ -22,7 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, reader, tfrecord
 from beam_pipeline.paths import DATA_DIR
-from beam_pipeline.samples import SampleBatch, concat_batches
+from beam_pipeline.samples import Pool, SampleBatch, concat_batches
 from transforms import features
 from transforms.features import DatasetSpec
 
@@ -125,8 +125,7 @@ class WriteShardFn(beam.DoFn):
         self._refused = _COUNT.counter("write", "examples_quarantined")
 
     def _transform_batch(self, batch: SampleBatch) -> dict[str, np.ndarray]:
-        row_splits = np.zeros(len(batch) + 1, dtype=np.int64)
-        np.cumsum(batch.lengths * self._spec.step_size, out=row_splits[1:])
+        row_splits = batch.value_splits(self._spec.step_size)
         labels = batch.labels.tolist() if self._spec.label_kind == "string" else batch.labels
         out = self._transform(batch.values.reshape(-1).astype(self._spec.raw_x_dtype, copy=False),
                               row_splits, batch.lengths, labels)
@@ -162,7 +161,7 @@ class WriteShardFn(beam.DoFn):
         final = FileSystems.join(data_dir, name)
         temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
         compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
-        reads, pending, pending_bytes, examples = [], [], 0, 0
+        reads, pool, examples = [], Pool(self._chunk_bytes), 0
         with FileSystems.create(temp, compression_type=compression) as sink:
             for task in shard.tasks:
                 read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
@@ -170,15 +169,12 @@ class WriteShardFn(beam.DoFn):
                 reads.append(read)
                 batches, read.batches = read.batches, []   # reports outlive the shard; data must not
                 for batch in batches:
-                    # Small files' batches are pooled, so many tiny files cost one graph
-                    # call per chunk_bytes rather than one per file.
-                    pending.append((read, batch))
-                    pending_bytes += batch.values.nbytes
-                    if pending_bytes >= self._chunk_bytes:
-                        examples += self._write_batches(pending, sink)
-                        pending, pending_bytes = [], 0
-            if pending:
-                examples += self._write_batches(pending, sink)
+                    full = pool.add((read, batch), batch.values.nbytes)
+                    if full:
+                        examples += self._write_batches(full, sink)
+            rest = pool.take()
+            if rest:
+                examples += self._write_batches(rest, sink)
         if FileSystems.exists(final):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
