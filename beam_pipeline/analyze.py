@@ -7,6 +7,10 @@ statistics reported in the manifest from the very same batches.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -15,10 +19,11 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
-from beam_pipeline.paths import WORK_DIR
+from beam_pipeline.moments import Moments
 from beam_pipeline.samples import SampleBatch
 from transforms import features
 from transforms.features import DatasetSpec
+from transforms.outputs import WORK_DIR
 from transforms.preprocessing import make_preprocessing_fn
 
 
@@ -86,9 +91,23 @@ class AnalyzeSamples(beam.PTransform):
         return published | "TransformFnDir" >> beam.Map(lambda _: output_dir)
 
 
+@dataclasses.dataclass
+class _StatsAccumulator:
+    values: Moments
+    samples: int = 0
+    steps: int = 0
+    longest: int = 0
+    labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def merge(self, other: _StatsAccumulator) -> _StatsAccumulator:
+        return _StatsAccumulator(self.values.merge(other.values), self.samples + other.samples,
+                                 self.steps + other.steps, max(self.longest, other.longest),
+                                 self.labels + other.labels)
+
+
 class ValueStatsFn(beam.CombineFn):
-    """Float64 count/mean/std/min/max of valid values (Chan's parallel merge), plus lengths
-    and label counts: the statistics reported in the manifest."""
+    """Float64 count/mean/std/min/max of valid values, plus lengths and label counts: the
+    statistics reported in the manifest."""
 
     def __init__(self, spec: DatasetSpec):
         self._spec = spec
@@ -97,70 +116,36 @@ class ValueStatsFn(beam.CombineFn):
         s = self._spec
         return s.max_length * s.step_size if s.per_element else s.num_channels
 
-    def create_accumulator(self) -> dict:
-        k = self._width()
-        return {"n": 0, "mean": np.zeros(k), "m2": np.zeros(k), "min": np.full(k, np.inf),
-                "max": np.full(k, -np.inf), "samples": 0, "steps": 0, "longest": 0, "labels": {}}
+    def create_accumulator(self) -> _StatsAccumulator:
+        return _StatsAccumulator(Moments.empty(self._width()))
 
-    def add_input(self, acc: dict, batch: SampleBatch) -> dict:
-        values = batch.values.reshape(-1, self._width()).astype(np.float64)
-        if len(values):
-            mean = values.mean(axis=0)
-            part = {"n": len(values), "mean": mean, "m2": ((values - mean) ** 2).sum(axis=0),
-                    "min": values.min(axis=0), "max": values.max(axis=0)}
-            acc = self._merge_values(acc, part)
-        acc["samples"] += len(batch)
-        acc["steps"] += int(batch.lengths.sum())
-        acc["longest"] = max(acc["longest"], int(batch.lengths.max(initial=0)))
-        keys, counts = np.unique(batch.labels, return_counts=True)
-        for key, count in zip(keys.tolist(), counts.tolist()):
-            acc["labels"][key] = acc["labels"].get(key, 0) + count
-        return acc
+    def add_input(self, acc: _StatsAccumulator, batch: SampleBatch) -> _StatsAccumulator:
+        labels = collections.Counter(batch.labels.tolist())
+        part = _StatsAccumulator(Moments.of(batch.values.reshape(-1, self._width())), len(batch),
+                                 int(batch.lengths.sum()), int(batch.lengths.max(initial=0)), labels)
+        return acc.merge(part)
 
-    @staticmethod
-    def _merge_values(a: dict, b: dict) -> dict:
-        n = a["n"] + b["n"]
-        if n == 0:
-            return a
-        delta = b["mean"] - a["mean"]
-        merged = dict(a)
-        merged.update(
-            n=n,
-            mean=a["mean"] + delta * (b["n"] / n),
-            m2=a["m2"] + b["m2"] + delta ** 2 * (a["n"] * b["n"] / n),
-            min=np.minimum(a["min"], b["min"]),
-            max=np.maximum(a["max"], b["max"]),
-        )
-        return merged
+    def merge_accumulators(self, accumulators) -> _StatsAccumulator:
+        return functools.reduce(_StatsAccumulator.merge, accumulators, self.create_accumulator())
 
-    def merge_accumulators(self, accumulators) -> dict:
-        out = self.create_accumulator()
-        for acc in accumulators:
-            out = self._merge_values(out, acc)
-            out["samples"] += acc["samples"]
-            out["steps"] += acc["steps"]
-            out["longest"] = max(out["longest"], acc["longest"])
-            for key, count in acc["labels"].items():
-                out["labels"][key] = out["labels"].get(key, 0) + count
-        return out
-
-    def extract_output(self, acc: dict) -> dict:
+    def extract_output(self, acc: _StatsAccumulator) -> dict:
         shape = list(self._spec.stats_shape)
 
         def shaped(a: np.ndarray) -> list:
             return a.reshape(shape).tolist()
 
         labels = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else int(k)): v
-                  for k, v in acc["labels"].items()}
+                  for k, v in acc.labels.items()}
+        m = acc.values
         return {
             "kind": "stats",
-            "count": int(acc["n"]),  # values behind each statistic (per channel / element)
-            "mean": shaped(acc["mean"]),
-            "std": shaped(np.sqrt(acc["m2"] / max(acc["n"], 1))),
-            "min": shaped(acc["min"]),
-            "max": shaped(acc["max"]),
-            "samples": acc["samples"],
-            "steps": acc["steps"],
-            "longest": acc["longest"],
+            "count": m.count,  # values behind each statistic (per channel / element)
+            "mean": shaped(m.mean),
+            "std": shaped(m.std),
+            "min": shaped(m.min),
+            "max": shaped(m.max),
+            "samples": acc.samples,
+            "steps": acc.steps,
+            "longest": acc.longest,
             "labels": labels,
         }

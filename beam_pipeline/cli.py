@@ -28,8 +28,8 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions  # noqa: E402
 
-from beam_pipeline import layouts, paths, reader, scan  # noqa: E402
-from transforms import features  # noqa: E402
+from beam_pipeline import layouts, reader, scan  # noqa: E402
+from transforms import features, outputs  # noqa: E402
 
 
 class RunFailedError(Exception):
@@ -105,10 +105,10 @@ def _absolute(path: str) -> str:
 
 
 def _prepare_output(output_dir: str, overwrite: bool) -> None:
-    success = FileSystems.join(output_dir, paths.SUCCESS)
+    success = FileSystems.join(output_dir, outputs.SUCCESS)
     if FileSystems.exists(success) and not overwrite:
         raise scan.UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
-    stale = [FileSystems.join(output_dir, e) for e in paths.OUTPUT_ENTRIES]
+    stale = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
     stale = [path for path in stale if FileSystems.exists(path)]
     if stale:
         FileSystems.delete(stale)
@@ -228,10 +228,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
     m = manifest.build_manifest(output_dir, spec, splits, argv, _label_vocabulary(output_dir, spec),
                                 args.compression)
-    manifest.write_text(FileSystems.join(output_dir, paths.MANIFEST), json.dumps(m, indent=2) + "\n")
-    FileSystems.delete([FileSystems.join(output_dir, paths.WORK_DIR)])
+    manifest.write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
+    FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
     _check_bad_fraction(m, args.max_bad_fraction)
-    manifest.write_text(FileSystems.join(output_dir, paths.SUCCESS), "")
+    manifest.write_text(FileSystems.join(output_dir, outputs.SUCCESS), "")
     print(_summary_line(m, output_dir), flush=True)
     return m
 

@@ -14,9 +14,10 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import reader
-from beam_pipeline.paths import QUARANTINE_DIR, QUARANTINE_FILE, REPORTS_PREFIX, WORK_DIR
+from beam_pipeline.pipeline import REPORTS_PREFIX
 from transforms import features
 from transforms.features import DatasetSpec
+from transforms.outputs import QUARANTINE_DIR, QUARANTINE_FILE, WORK_DIR
 
 FORMAT_VERSION = 1
 

@@ -16,9 +16,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import layouts, reader, samples
 from beam_pipeline.analyze import AnalyzeSamples, ValueStatsFn
-from beam_pipeline.paths import QUARANTINE_DIR, QUARANTINE_FILE, REPORTS_PREFIX, WORK_DIR
 from beam_pipeline.write import ShardTask, WriteShardFn
 from transforms.features import DatasetSpec
+from transforms.outputs import QUARANTINE_DIR, QUARANTINE_FILE, WORK_DIR
+
+# Reports of the pipeline's steps, read back by the manifest: WORK_DIR/reports-*.jsonl.
+REPORTS_PREFIX = "reports"
 
 
 @dataclasses.dataclass(frozen=True)

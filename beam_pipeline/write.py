@@ -21,15 +21,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, reader, tfrecord
-from beam_pipeline.paths import DATA_DIR
 from beam_pipeline.samples import Pool, SampleBatch, concat_batches
-from transforms import features
+from transforms import features, outputs
 from transforms.features import DatasetSpec
 
 # Aim for shards of ~150 MB (the 100-200 MB that suits TFRecord readers and GCS alike).
 TARGET_SHARD_BYTES = 150 << 20
-# Per-record overhead of the Example encoding and TFRecord framing, roughly.
-_RECORD_OVERHEAD = 64
 _COUNT = beam.metrics.Metrics
 
 
@@ -43,13 +40,12 @@ class ShardTask:
     tasks: tuple[reader.FileTask, ...]
 
     def file_name(self, compression: str) -> str:
-        suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
-        return f"{self.split}-{self.index:05d}-of-{self.count:05d}{suffix}"
+        return outputs.shard_name(self.split, self.index, self.count, compression)
 
 
 def auto_num_shards(num_samples: int, spec: DatasetSpec, num_units: int) -> int:
     """Shards of ~TARGET_SHARD_BYTES, at least one, and no more than there are work units."""
-    estimate = num_samples * (4 * spec.max_length * spec.step_size + _RECORD_OVERHEAD)
+    estimate = num_samples * (4 * spec.max_length * spec.step_size + outputs.RECORD_OVERHEAD)
     return max(1, min(num_units, math.ceil(estimate / TARGET_SHARD_BYTES)))
 
 
@@ -157,7 +153,7 @@ class WriteShardFn(beam.DoFn):
         if self._transform is None:
             self._transform = load_transform(transform_dir, self._spec)
         name = shard.file_name(self._compression)
-        data_dir = FileSystems.join(self._output_dir, DATA_DIR)
+        data_dir = FileSystems.join(self._output_dir, outputs.DATA_DIR)
         final = FileSystems.join(data_dir, name)
         temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
         compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
@@ -184,4 +180,4 @@ class WriteShardFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("files", read.report)
             for record in read.quarantine:
                 yield beam.pvalue.TaggedOutput("quarantine", record)
-        yield {"kind": "shard", "split": shard.split, "file": f"{DATA_DIR}/{name}", "examples": examples}
+        yield {"kind": "shard", "split": shard.split, "file": f"{outputs.DATA_DIR}/{name}", "examples": examples}

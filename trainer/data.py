@@ -27,16 +27,9 @@ import tensorflow_transform as tft
 
 from trainer.config import DEFAULT_CYCLE_LENGTH, DEFAULT_SHUFFLE_BUFFER, MAX_SHUFFLE_BYTES
 from trainer.errors import DataError
-from transforms import features
+from transforms import features, outputs
 from transforms.features import DatasetSpec
-
-SUCCESS = "_SUCCESS"
-MANIFEST = "manifest.json"
-TRAIN = "train"
-EVAL = "eval"
-# tf.train.Example framing per record (keys, tags, lengths), roughly; only used for the
-# shuffle buffer's memory cap.
-_RECORD_OVERHEAD = 64
+from transforms.outputs import EVAL, TRAIN
 
 Features = dict[str, tf.Tensor]
 AugmentFn = Callable[[Features], Features]
@@ -92,16 +85,15 @@ class DataInfo:
     @property
     def record_bytes(self) -> int:
         """Approximate size of one serialized record."""
-        return 4 * math.prod(self.x_shape) + _RECORD_OVERHEAD
+        return 4 * math.prod(self.x_shape) + outputs.RECORD_OVERHEAD
 
 
 def _split(data_dir: str, name: str, summary: dict[str, Any], compression: str) -> Split:
     files = tuple(posixpath.join(data_dir, shard["file"]) for shard in summary["shards"])
     if not files:
         raise DataError(f"{data_dir}: the manifest lists no {name} shards")
-    # Both suffixes the pipeline writes: .tfrecord and, with --compression gzip, .tfrecord.gz.
-    present = set(tf.io.gfile.glob(posixpath.join(data_dir, "data", f"{name}-*.tfrecord")))
-    present |= set(tf.io.gfile.glob(posixpath.join(data_dir, "data", f"{name}-*.tfrecord.gz")))
+    present = set(tf.io.gfile.glob(posixpath.join(data_dir, outputs.DATA_DIR,
+                                                  f"{name}-*{outputs.shard_suffix(compression)}")))
     missing = [f for f in files if f not in present]
     if missing:
         raise DataError(f"{data_dir}: {len(missing)} {name} shards in the manifest are missing, e.g. {missing[0]}")
@@ -122,10 +114,10 @@ def load(data_dir: str) -> DataInfo:
       DataError: the run is incomplete (no _SUCCESS) or its files disagree with its manifest.
     """
     data_dir = data_dir.rstrip("/") or "/"
-    if not tf.io.gfile.exists(posixpath.join(data_dir, SUCCESS)):
-        raise DataError(f"{data_dir} has no {SUCCESS}: the preprocessing run did not complete "
+    if not tf.io.gfile.exists(posixpath.join(data_dir, outputs.SUCCESS)):
+        raise DataError(f"{data_dir} has no {outputs.SUCCESS}: the preprocessing run did not complete "
                         "(still running, failed, or this is not its --output_dir); rerun the pipeline")
-    with tf.io.gfile.GFile(posixpath.join(data_dir, MANIFEST)) as f:
+    with tf.io.gfile.GFile(posixpath.join(data_dir, outputs.MANIFEST)) as f:
         manifest = json.load(f)
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()

@@ -1,0 +1,49 @@
+"""A preprocessing run's output directory: the contract between the pipeline and its readers.
+
+The pipeline writes this layout and the trainer (and any other reader) finds its way with
+it; both import the names from here, so producer and consumer cannot drift apart. No heavy
+imports: the pipeline's CLI checks the output directory before TensorFlow loads.
+
+    _SUCCESS                  written last, only when everything else is complete
+    manifest.json             inputs, counts, shards, statistics (see beam_pipeline/manifest.py)
+    transform_fn/, transformed_metadata/   tf.Transform's own layout
+    data/SPLIT-[LBBBBB-]IIIII-of-NNNNN.tfrecord[.gz]   the shards
+    quarantine/quarantine.jsonl            refused files and samples
+    .work/                    scratch space while a run is in progress
+"""
+
+from __future__ import annotations
+
+SUCCESS = "_SUCCESS"
+MANIFEST = "manifest.json"
+DATA_DIR = "data"
+QUARANTINE_DIR = "quarantine"
+QUARANTINE_FILE = "quarantine.jsonl"
+TRANSFORM_FN_DIR = "transform_fn"
+TRANSFORMED_METADATA_DIR = "transformed_metadata"
+WORK_DIR = ".work"
+
+# Everything a run may leave in the output directory: cleared before a run, so stale shards
+# of an earlier run can never mix with new ones. Nothing else in the directory is touched.
+ENTRIES = (DATA_DIR, TRANSFORM_FN_DIR, TRANSFORMED_METADATA_DIR, QUARANTINE_DIR, WORK_DIR, MANIFEST, SUCCESS)
+
+TRAIN = "train"
+EVAL = "eval"
+SPLITS = (TRAIN, EVAL)
+
+COMPRESSIONS = ("none", "gzip")
+# Bytes a record adds to its float payload (Example keys, tags, lengths, the int64 features
+# and TFRecord framing), roughly: enough to size shards and shuffle buffers.
+RECORD_OVERHEAD = 64
+
+
+def shard_suffix(compression: str) -> str:
+    """The shards' file extension for a manifest's `compression` ("none" or "gzip")."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+
+
+def shard_name(split: str, index: int, count: int, compression: str) -> str:
+    """A shard's file name inside DATA_DIR, e.g. train-00003-of-00008.tfrecord."""
+    return f"{split}-{index:05d}-of-{count:05d}{shard_suffix(compression)}"
