@@ -20,6 +20,7 @@ from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
 from beam_pipeline.moments import Moments
+from beam_pipeline.reports import ValueStats
 from beam_pipeline.samples import SampleBatch
 from transforms import features
 from transforms.features import DatasetSpec
@@ -128,24 +129,15 @@ class ValueStatsFn(beam.CombineFn):
     def merge_accumulators(self, accumulators) -> _StatsAccumulator:
         return functools.reduce(_StatsAccumulator.merge, accumulators, self.create_accumulator())
 
-    def extract_output(self, acc: _StatsAccumulator) -> dict:
+    def extract_output(self, acc: _StatsAccumulator) -> ValueStats:
         shape = list(self._spec.stats_shape)
 
         def shaped(a: np.ndarray) -> list:
             return a.reshape(shape).tolist()
 
-        labels = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else int(k)): v
-                  for k, v in acc.labels.items()}
+        labels = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v
+                  for k, v in sorted(acc.labels.items())}
         m = acc.values
-        return {
-            "kind": "stats",
-            "count": m.count,  # values behind each statistic (per channel / element)
-            "mean": shaped(m.mean),
-            "std": shaped(m.std),
-            "min": shaped(m.min),
-            "max": shaped(m.max),
-            "samples": acc.samples,
-            "steps": acc.steps,
-            "longest": acc.longest,
-            "labels": labels,
-        }
+        return ValueStats(count=m.count, mean=shaped(m.mean), std=shaped(m.std), min=shaped(m.min),
+                          max=shaped(m.max), samples=acc.samples, steps=acc.steps, longest=acc.longest,
+                          labels=labels)

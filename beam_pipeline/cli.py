@@ -18,7 +18,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
@@ -28,12 +27,9 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions  # noqa: E402
 
-from beam_pipeline import layouts, reader, scan  # noqa: E402
+from beam_pipeline import layouts, plan, scan  # noqa: E402
+from beam_pipeline.errors import RunFailedError, UsageError  # noqa: E402
 from transforms import features, outputs  # noqa: E402
-
-
-class RunFailedError(Exception):
-    """The pipeline ran but its result must not be used (e.g. too much bad input)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,16 +100,6 @@ def _absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def _prepare_output(output_dir: str, overwrite: bool) -> None:
-    success = FileSystems.join(output_dir, outputs.SUCCESS)
-    if FileSystems.exists(success) and not overwrite:
-        raise scan.UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
-    stale = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
-    stale = [path for path in stale if FileSystems.exists(path)]
-    if stale:
-        FileSystems.delete(stale)
-
-
 def _unknown_flags(beam_args: list[str]) -> list[str]:
     """Flags neither this tool nor any Beam PipelineOptions class defines (typos, mostly).
 
@@ -127,7 +113,74 @@ def _unknown_flags(beam_args: list[str]) -> list[str]:
     return [a for a in unknown if a.startswith("-")]
 
 
-def _pipeline(options: PipelineOptions, beam_args: list[str]) -> beam.Pipeline:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The tool's flags, checked, with local paths made absolute; and the flags for Beam.
+
+    Raises:
+      UsageError: a flag error caught before anything runs.
+    """
+    args, beam_args = build_parser().parse_known_args(argv)
+    if args.num_shards < 0:
+        raise UsageError("--num_shards must be >= 0")
+    unknown = _unknown_flags(beam_args)
+    if unknown:
+        raise UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
+                         "nor of Beam's PipelineOptions")
+    args.input = [_absolute(p) for p in args.input]
+    args.eval_input = [_absolute(p) for p in args.eval_input]
+    if args.labels_csv:  # its relative rows are resolved against its own directory
+        args.labels_csv = _absolute(args.labels_csv)
+    args.output_dir = _absolute(args.output_dir).rstrip("/") or "/"
+    runner = str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "")
+    local = [path for path in (*args.input, *args.eval_input, args.output_dir) if "://" not in path]
+    if "Dataflow" in runner and local:
+        # Caught here, not after minutes of job start-up with every file quarantined.
+        raise UsageError(f"--runner={runner}: workers cannot see local paths such as {local[0]}; "
+                         "put --input, --eval_input and --output_dir on gs://")
+    return args, beam_args
+
+
+def _match_inputs(args: argparse.Namespace) -> dict[str, list[plan.FileTask]]:
+    """Every input file, per split (UsageError when a split's globs match nothing)."""
+    label_flags = dict(labels_csv=args.labels_csv, labels_from_dir=args.labels_from_dir,
+                       labels_sibling=args.labels_sibling)
+    matched = {outputs.TRAIN: scan.match_files(args.input, outputs.TRAIN, **label_flags)}
+    if args.eval_input:
+        matched[outputs.EVAL] = scan.match_files(args.eval_input, outputs.EVAL, **label_flags)
+    return matched
+
+
+def _prepare_output(output_dir: str, overwrite: bool) -> None:
+    success = FileSystems.join(output_dir, outputs.SUCCESS)
+    if FileSystems.exists(success) and not overwrite:
+        raise UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
+    stale = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
+    stale = [path for path in stale if FileSystems.exists(path)]
+    if stale:
+        FileSystems.delete(stale)
+
+
+def _read_options(args: argparse.Namespace) -> layouts.ReadOptions:
+    return layouts.ReadOptions(layout=args.layout, x_key=args.x_key, y_key=args.y_key,
+                               lengths_key=args.lengths_key, max_sample_bytes=args.max_sample_bytes,
+                               max_file_bytes=args.max_file_bytes)
+
+
+def _plan(args: argparse.Namespace, matched: dict[str, list[plan.FileTask]]
+          ) -> tuple[features.DatasetSpec, plan.Plan]:
+    """Scans every file's headers, decides the dataset spec, and plans both passes."""
+    opts = _read_options(args)
+    scans = {split: scan.scan_files(tasks, opts) for split, tasks in matched.items()}
+    spec = scan.infer_spec(scans[outputs.TRAIN], scans.get(outputs.EVAL, []), max_length=args.max_length,
+                           normalize=args.normalize, per_element=args.per_element)
+    logging.info("dataset spec: %s", spec)
+    files = {split: [(s.task, s.plan.num_samples if s.plan is not None else 0) for s in split_scans]
+             for split, split_scans in scans.items()}
+    return spec, plan.make_plan(files, spec, num_shards=args.num_shards, samples_per_task=args.samples_per_task)
+
+
+def _new_pipeline(beam_args: list[str]) -> beam.Pipeline:
+    options = PipelineOptions(beam_args)
     if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
         return beam.Pipeline(options=options)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -135,24 +188,27 @@ def _pipeline(options: PipelineOptions, beam_args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(runner=FnApiRunner(), options=options)
 
 
-def _label_vocabulary(output_dir: str, spec: features.DatasetSpec) -> list[str] | None:
-    if spec.label_kind != "string":
-        return None
-    import tensorflow_transform as tft
+def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.DatasetSpec, work: plan.Plan) -> bool:
+    """Builds and runs the Beam job; False for a dry run (built, not run).
 
-    words = tft.TFTransformOutput(output_dir).vocabulary_by_name(features.LABEL_VOCABULARY)
-    return [w.decode("utf-8", "replace") for w in words]
+    Raises:
+      RunFailedError: the job did not finish.
+    """
+    from beam_pipeline import pipeline
 
-
-def _check_bad_fraction(summary: dict[str, Any], limit: float) -> None:
-    for split, s in summary["splits"].items():
-        sample_fraction = s["examples_quarantined"] / max(1, s["examples_read"])
-        file_fraction = s["files_quarantined"] / max(1, s["files_matched"])
-        if max(sample_fraction, file_fraction) > limit:
-            raise RunFailedError(
-                f"{split}: {s['examples_quarantined']}/{s['examples_read']} examples and "
-                f"{s['files_quarantined']}/{s['files_matched']} files quarantined, more than "
-                f"--max_bad_fraction={limit}; see {summary['quarantine']['file']} (no _SUCCESS written)")
+    config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), max(1, int(args.batch_mb * (1 << 20))),
+                                args.compression)
+    p = _new_pipeline(beam_args)
+    pipeline.build_pipeline(p, config, work)
+    result = p.run()
+    if p.options.view_as(TestOptions).dry_run:
+        runner = p.options.view_as(StandardOptions).runner
+        print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
+        return False
+    state = result.wait_until_finish()
+    if state not in (None, beam.runners.runner.PipelineState.DONE):
+        raise RunFailedError(f"the pipeline ended in state {state}")
+    return True
 
 
 def _summary_line(m: dict[str, Any], output_dir: str) -> str:
@@ -165,74 +221,24 @@ def _summary_line(m: dict[str, Any], output_dir: str) -> str:
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the whole job and returns the manifest.
+    """Runs the whole job and returns the manifest ({} for a dry run).
 
     Raises:
-      scan.UsageError: bad flags, empty globs, or a completed output without --overwrite.
-      RunFailedError: more bad input than --max_bad_fraction allows.
+      UsageError: bad flags, empty globs, or a completed output without --overwrite.
+      RunFailedError: the job failed, or more bad input than --max_bad_fraction allows.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, beam_args = build_parser().parse_known_args(argv)
-    if args.num_shards < 0:
-        raise scan.UsageError("--num_shards must be >= 0")
-    unknown = _unknown_flags(beam_args)
-    if unknown:
-        raise scan.UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
-                              "nor of Beam's PipelineOptions")
-    args.input = [_absolute(p) for p in args.input]
-    args.eval_input = [_absolute(p) for p in args.eval_input]
-    if args.labels_csv:  # its relative rows are resolved against its own directory
-        args.labels_csv = _absolute(args.labels_csv)
-    output_dir = _absolute(args.output_dir).rstrip("/") or "/"
-    options = PipelineOptions(beam_args)
-    runner = str(options.view_as(StandardOptions).runner or "")
-    local = [path for path in (*args.input, *args.eval_input, output_dir) if "://" not in path]
-    if "Dataflow" in runner and local:
-        # Caught here, not after minutes of job start-up with every file quarantined.
-        raise scan.UsageError(f"--runner={runner}: workers cannot see local paths such as {local[0]}; "
-                              "put --input, --eval_input and --output_dir on gs://")
-    opts = layouts.ReadOptions(layout=args.layout, x_key=args.x_key, y_key=args.y_key,
-                               lengths_key=args.lengths_key, max_sample_bytes=args.max_sample_bytes,
-                               max_file_bytes=args.max_file_bytes)
-    label_flags = dict(labels_csv=args.labels_csv, labels_from_dir=args.labels_from_dir,
-                       labels_sibling=args.labels_sibling)
-    splits = {"train": scan.match_files(args.input, "train", **label_flags)}
-    if args.eval_input:
-        splits["eval"] = scan.match_files(args.eval_input, "eval", **label_flags)
-    _prepare_output(output_dir, args.overwrite)
+    args, beam_args = parse_args(argv)
+    matched = _match_inputs(args)
+    _prepare_output(args.output_dir, args.overwrite)
     # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
-    from beam_pipeline import manifest, pipeline, write
-
-    scans = {split: scan.scan_files(tasks, opts) for split, tasks in splits.items()}
-    spec = scan.infer_spec(scans["train"], scans.get("eval", []), max_length=args.max_length,
-                           normalize=args.normalize, per_element=args.per_element)
-    logging.info("dataset spec: %s", spec)
-    shards, units = [], {}
-    for split, split_scans in scans.items():
-        counts = [(s.task, s.plan.num_samples if s.plan is not None else 0) for s in split_scans]
-        units[split] = reader.split_large_files(counts, args.samples_per_task)
-        total = sum(n for _, n in units[split])
-        num_shards = args.num_shards or write.auto_num_shards(total, spec, len(units[split]))
-        shards += write.plan_shards(split, units[split], num_shards)
-
-    config = pipeline.RunConfig(output_dir, spec, opts, max(1, int(args.batch_mb * (1 << 20))), args.compression)
-    p = _pipeline(options, beam_args)
-    pipeline.build_pipeline(p, config, [task for task, _ in units["train"]], shards)
-    result = p.run()
-    if options.view_as(TestOptions).dry_run:
-        print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
+    spec, work = _plan(args, matched)
+    if not _run_job(args, beam_args, spec, work):
         return {}
-    state = result.wait_until_finish()
-    if state not in (None, beam.runners.runner.PipelineState.DONE):
-        raise RunFailedError(f"the pipeline ended in state {state}")
+    from beam_pipeline import manifest
 
-    m = manifest.build_manifest(output_dir, spec, splits, argv, _label_vocabulary(output_dir, spec),
-                                args.compression)
-    manifest.write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
-    FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
-    _check_bad_fraction(m, args.max_bad_fraction)
-    manifest.write_text(FileSystems.join(output_dir, outputs.SUCCESS), "")
-    print(_summary_line(m, output_dir), flush=True)
+    m = manifest.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
+    print(_summary_line(m, args.output_dir), flush=True)
     return m
 
 
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(argv)
         code = 0
-    except scan.UsageError as e:
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
     except RunFailedError as e:

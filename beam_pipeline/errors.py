@@ -1,4 +1,4 @@
-"""Why an input file or sample was refused: reason codes shared by reader, pipeline and manifest."""
+"""The pipeline's errors: why an input was refused (reason codes), and why a run stops."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ EMPTY_FILE = "empty_file"          # zero bytes, or zero samples
 EMPTY_SAMPLE = "empty_sample"      # a sample with zero time steps
 LAYOUT = "layout"                  # the file's layout cannot be determined or disagrees
 
+REASONS = (UNREADABLE, CORRUPT, TRUNCATED, PICKLED, TOO_LARGE, BAD_DTYPE, DTYPE_MISMATCH, SHAPE_MISMATCH,
+           MISSING_KEY, BAD_LENGTHS, LABEL_COUNT, BAD_LABEL, MISSING_LABEL, UNKNOWN_LABEL, NON_FINITE,
+           EMPTY_FILE, EMPTY_SAMPLE, LAYOUT)
+
 
 class BadInputError(Exception):
     """An input file or sample that cannot be used, with a reason code and a message.
@@ -37,3 +41,19 @@ class BadInputError(Exception):
         self.reason = reason
         self.message = message
         self.sample_index = sample_index
+
+
+def as_bad_input(e: Exception) -> BadInputError:
+    """Any failure while parsing a file quarantines it: a file can be broken in more ways than
+    any list of checks foresees, and one file must never stop the run."""
+    if isinstance(e, BadInputError):
+        return e
+    return BadInputError(CORRUPT, f"cannot parse the file ({type(e).__name__}: {e})")
+
+
+class UsageError(Exception):
+    """A problem with the run as a whole (flags, empty glob, no usable data): one line, exit 2."""
+
+
+class RunFailedError(Exception):
+    """The pipeline ran but its result must not be used (e.g. too much bad input): exit 1."""

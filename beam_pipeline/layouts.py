@@ -83,7 +83,7 @@ class FilePlan:
 def _check_values_dtype(array: npy_io.NpyArray) -> None:
     if array.dtype.kind not in _VALUE_KINDS or (array.dtype.kind == "u" and array.dtype.itemsize > 4):
         raise errors.BadInputError(errors.BAD_DTYPE, f"{array.where}: dtype {array.dtype} is not a supported "
-                              "numeric type (float16/32/64, int8..int64, uint8..uint32, bool)")
+                                   "numeric type (float16/32/64, int8..int64, uint8..uint32, bool)")
 
 
 def _check_declared_size(arrays: list[npy_io.NpyArray], opts: ReadOptions) -> None:
@@ -104,7 +104,7 @@ def _read_index(array: npy_io.NpyArray) -> np.ndarray:
         pass  # a column vector [N, 1] is accepted as [N]
     elif len(array.shape) != 1:
         raise errors.BadInputError(errors.LABEL_COUNT if array.where else errors.CORRUPT,
-                              f"{array.where}: expected a 1-D array, got shape {array.shape}")
+                                   f"{array.where}: expected a 1-D array, got shape {array.shape}")
     if array.shape[0] > _MAX_INDEX_ENTRIES:
         raise errors.BadInputError(errors.TOO_LARGE, f"{array.where}: {array.shape[0]} entries")
     return array.read().reshape(-1)
@@ -147,7 +147,7 @@ def _detect(af: npy_io.ArrayFile, opts: ReadOptions, has_file_label: bool) -> st
     if any(re.fullmatch(re.escape(opts.x_key) + r"_\d+", k) for k in keys):
         return "per_key"
     raise errors.BadInputError(errors.MISSING_KEY, f"no array {opts.x_key!r} (has {sorted(keys)}); "
-                          "see --x_key and --layout")
+                               "see --x_key and --layout")
 
 
 def _x_key(af: npy_io.ArrayFile, opts: ReadOptions) -> str:
@@ -160,6 +160,89 @@ def _per_key_arrays(af: npy_io.ArrayFile, opts: ReadOptions) -> list[npy_io.NpyA
     if not numbered:
         raise errors.BadInputError(errors.MISSING_KEY, f"no arrays named {opts.x_key}_<index>")
     return [af.open(k) for _, k in numbered]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Samples:
+    """Where a layout found the samples: their arrays, dtype, trailing shape and lengths."""
+
+    arrays: list[npy_io.NpyArray]
+    dtype: np.dtype
+    trailing_shape: tuple[int, ...]
+    lengths: np.ndarray
+
+
+def _per_key_samples(af: npy_io.ArrayFile, opts: ReadOptions) -> _Samples:
+    arrays = _per_key_arrays(af, opts)
+    for a in arrays:
+        _check_values_dtype(a)
+    shapes = [a.shape if a.shape else (1,) for a in arrays]
+    trailing = {s[1:] for s in shapes}
+    dtypes = {a.dtype for a in arrays}
+    if len(trailing) > 1 or len(dtypes) > 1:
+        raise errors.BadInputError(errors.SHAPE_MISMATCH if len(trailing) > 1 else errors.DTYPE_MISMATCH,
+                                   f"per-key samples disagree: shapes {sorted(trailing)}, "
+                                   f"dtypes {sorted(map(str, dtypes))}")
+    _check_declared_size(arrays, opts)
+    return _Samples(arrays, arrays[0].dtype, shapes[0][1:], np.array([s[0] for s in shapes], dtype=np.int64))
+
+
+def _dense_samples(x: npy_io.NpyArray, af: npy_io.ArrayFile, opts: ReadOptions) -> _Samples:
+    shape = x.shape if len(x.shape) != 1 else (x.shape[0], 1)
+    if not shape:
+        raise errors.BadInputError(errors.SHAPE_MISMATCH, "x is a scalar; expected [N, T, ...]")
+    if shape[0] > _MAX_INDEX_ENTRIES:
+        raise errors.BadInputError(errors.TOO_LARGE, f"{shape[0]} samples in one file")
+    return _Samples([x], x.dtype, shape[2:], np.full(shape[0], shape[1], dtype=np.int64))
+
+
+def _per_file_samples(x: npy_io.NpyArray, af: npy_io.ArrayFile, opts: ReadOptions) -> _Samples:
+    shape = x.shape or (1,)
+    return _Samples([x], x.dtype, shape[1:], np.array([shape[0]], dtype=np.int64))
+
+
+def _ragged_samples(x: npy_io.NpyArray, af: npy_io.ArrayFile, opts: ReadOptions) -> _Samples:
+    if opts.lengths_key not in af.keys:
+        raise errors.BadInputError(errors.MISSING_KEY, f"ragged layout without {opts.lengths_key!r}")
+    raw_lengths = _read_index(af.open(opts.lengths_key))
+    if raw_lengths.dtype.kind not in "iu":
+        raise errors.BadInputError(errors.BAD_LENGTHS, f"lengths of dtype {raw_lengths.dtype}")
+    lengths = raw_lengths.astype(np.int64)
+    rows = x.shape[0] if x.shape else 0
+    if np.any(lengths < 0):
+        where = np.flatnonzero(lengths < 0)[:5].tolist()
+        raise errors.BadInputError(errors.BAD_LENGTHS, f"negative lengths at samples {where}")
+    if int(lengths.sum()) != rows:
+        raise errors.BadInputError(errors.BAD_LENGTHS, f"lengths sum to {int(lengths.sum())} but x has {rows} rows")
+    return _Samples([x], x.dtype, x.shape[1:], lengths)
+
+
+# Layouts whose samples live in one array `x`, and how each finds them.
+_SINGLE_ARRAY_LAYOUTS = {"dense": _dense_samples, "per_file": _per_file_samples, "ragged": _ragged_samples}
+
+
+def _find_samples(layout: str, af: npy_io.ArrayFile, opts: ReadOptions) -> _Samples:
+    if layout == "per_key":
+        return _per_key_samples(af, opts)
+    if layout not in _SINGLE_ARRAY_LAYOUTS:
+        raise errors.BadInputError(errors.LAYOUT, f"unknown layout {layout!r}")
+    x = af.open(_x_key(af, opts))
+    _check_values_dtype(x)
+    _check_declared_size([x], opts)
+    return _SINGLE_ARRAY_LAYOUTS[layout](x, af, opts)
+
+
+def _file_labels(af: npy_io.ArrayFile, opts: ReadOptions, sibling: npy_io.ArrayFile | None) -> tuple[np.ndarray, str]:
+    """The label array of a file (or of its sibling label file), as ids or strings."""
+    holder = sibling if sibling is not None else af
+    single = sibling is not None and sibling.keys == [npy_io.SINGLE_ARRAY_KEY]
+    y_key = npy_io.SINGLE_ARRAY_KEY if single else opts.y_key
+    if y_key not in holder.keys:
+        where = "the sibling label file" if sibling is not None else "the file"
+        raise errors.BadInputError(errors.MISSING_KEY, f"{where} has no label array {opts.y_key!r}")
+    y = holder.open(y_key)
+    y.where = y.where or "labels"
+    return labels_from_array(_read_index(y), "labels")
 
 
 def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
@@ -177,72 +260,14 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
       errors.BadInputError: for anything that makes the whole file unusable.
     """
     layout = _detect(af, opts, file_label is not None)
-    if layout == "per_key":
-        arrays = _per_key_arrays(af, opts)
-        for a in arrays:
-            _check_values_dtype(a)
-        shapes = [a.shape if a.shape else (1,) for a in arrays]
-        trailing = {s[1:] for s in shapes}
-        dtypes = {a.dtype for a in arrays}
-        if len(trailing) > 1 or len(dtypes) > 1:
-            raise errors.BadInputError(errors.SHAPE_MISMATCH if len(trailing) > 1 else errors.DTYPE_MISMATCH,
-                                       f"per-key samples disagree: shapes {sorted(trailing)}, "
-                                       f"dtypes {sorted(map(str, dtypes))}")
-        lengths = np.array([s[0] for s in shapes], dtype=np.int64)
-        dtype, trailing_shape = arrays[0].dtype, shapes[0][1:]
-        _check_declared_size(arrays, opts)
-    else:
-        x = af.open(_x_key(af, opts))
-        _check_values_dtype(x)
-        arrays = [x]
-        dtype = x.dtype
-        _check_declared_size(arrays, opts)
-        if layout == "dense":
-            shape = x.shape if len(x.shape) != 1 else (x.shape[0], 1)
-            if not shape:
-                raise errors.BadInputError(errors.SHAPE_MISMATCH, "x is a scalar; expected [N, T, ...]")
-            if shape[0] > _MAX_INDEX_ENTRIES:
-                raise errors.BadInputError(errors.TOO_LARGE, f"{shape[0]} samples in one file")
-            lengths = np.full(shape[0], shape[1], dtype=np.int64)
-            trailing_shape = shape[2:]
-        elif layout == "per_file":
-            shape = x.shape or (1,)
-            lengths = np.array([shape[0]], dtype=np.int64)
-            trailing_shape = shape[1:]
-        elif layout == "ragged":
-            if opts.lengths_key not in af.keys:
-                raise errors.BadInputError(errors.MISSING_KEY, f"ragged layout without {opts.lengths_key!r}")
-            raw_lengths = _read_index(af.open(opts.lengths_key))
-            if raw_lengths.dtype.kind not in "iu":
-                raise errors.BadInputError(errors.BAD_LENGTHS, f"lengths of dtype {raw_lengths.dtype}")
-            lengths = raw_lengths.astype(np.int64)
-            rows = x.shape[0] if x.shape else 0
-            if np.any(lengths < 0):
-                where = np.flatnonzero(lengths < 0)[:5].tolist()
-                raise errors.BadInputError(errors.BAD_LENGTHS, f"negative lengths at samples {where}")
-            if int(lengths.sum()) != rows:
-                raise errors.BadInputError(errors.BAD_LENGTHS,
-                                           f"lengths sum to {int(lengths.sum())} but x has {rows} rows")
-            trailing_shape = x.shape[1:]
-        else:
-            raise errors.BadInputError(errors.LAYOUT, f"unknown layout {layout!r}")
-
+    found = _find_samples(layout, af, opts)
     if file_label is not None and layout == "per_file":
         labels, label_kind = file_label
     else:
-        holder = sibling if sibling is not None else af
-        if sibling is not None and sibling.keys == [npy_io.SINGLE_ARRAY_KEY]:
-            y_key = npy_io.SINGLE_ARRAY_KEY
-        else:
-            y_key = opts.y_key
-        if y_key not in holder.keys:
-            where = "the sibling label file" if sibling is not None else "the file"
-            raise errors.BadInputError(errors.MISSING_KEY, f"{where} has no label array {opts.y_key!r}")
-        y = holder.open(y_key)
-        y.where = y.where or "labels"
-        labels, label_kind = labels_from_array(_read_index(y), "labels")
-    if len(labels) != len(lengths):
-        raise errors.BadInputError(errors.LABEL_COUNT, f"{len(labels)} labels for {len(lengths)} samples")
-    if len(lengths) == 0:
+        labels, label_kind = _file_labels(af, opts, sibling)
+    if len(labels) != len(found.lengths):
+        raise errors.BadInputError(errors.LABEL_COUNT, f"{len(labels)} labels for {len(found.lengths)} samples")
+    if len(found.lengths) == 0:
         raise errors.BadInputError(errors.EMPTY_FILE, "the file holds zero samples")
-    return FilePlan(layout, dtype, tuple(int(d) for d in trailing_shape), lengths, labels, label_kind, arrays)
+    return FilePlan(layout, found.dtype, tuple(int(d) for d in found.trailing_shape), found.lengths, labels,
+                    label_kind, found.arrays)

@@ -1,6 +1,7 @@
-"""manifest.json: what went in, what came out, the statistics used; then _SUCCESS.
+"""Publishing a finished run: manifest.json (what went in, what came out, the statistics used),
+then _SUCCESS.
 
-Built by the driver from the reports the pipeline wrote, after the pipeline finished.
+Built on the launcher from the reports the pipeline's steps wrote, after the job finished.
 Counts are reconciled here: for every split, examples read = written + quarantined.
 """
 
@@ -13,23 +14,23 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import reader
-from beam_pipeline.pipeline import REPORTS_PREFIX
-from transforms import features
+from beam_pipeline import reader, reports
+from beam_pipeline.errors import RunFailedError
+from beam_pipeline.plan import FileTask
+from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport, ValueStats
+from transforms import features, outputs
 from transforms.features import DatasetSpec
-from transforms.outputs import QUARANTINE_DIR, QUARANTINE_FILE, WORK_DIR
 
 FORMAT_VERSION = 1
 
 
-def read_json_lines(pattern: str) -> list[dict[str, Any]]:
-    """Reads every JSON line of the files matching a pattern."""
-    rows = []
+def _lines(pattern: str) -> list[str]:
+    """Every non-empty line of the files matching a pattern."""
+    lines = []
     for result in FileSystems.match([pattern]):
         for meta in result.metadata_list:
-            text = reader.read_bytes(meta.path).decode("utf-8")
-            rows += [json.loads(line) for line in text.splitlines() if line.strip()]
-    return rows
+            lines += [line for line in reader.read_bytes(meta.path).decode("utf-8").splitlines() if line.strip()]
+    return lines
 
 
 def write_text(path: str, text: str) -> None:
@@ -38,22 +39,21 @@ def write_text(path: str, text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
-def _split_summary(split: str, tasks: list[reader.FileTask], file_reports: list[dict],
-                   shard_reports: list[dict]) -> dict[str, Any]:
+def _split_summary(split: str, tasks: list[FileTask], files: list[FileReport],
+                   shards: list[ShardReport]) -> dict[str, Any]:
     paths = {t.path for t in tasks}
-    failed = {r["path"] for r in file_reports if r["error"] is not None}
+    failed = {r.path for r in files if r.error is not None}
     summary = {
         "files_matched": len(paths),
         "files_read": len(paths - failed),
         "files_quarantined": len(failed),
-        "examples_read": sum(r["samples"] for r in file_reports),
-        "examples_written": sum(r["written"] for r in file_reports),
-        "examples_quarantined": sum(r["quarantined"] for r in file_reports),
-        "examples_truncated": sum(r["truncated"] for r in file_reports),
-        "shards": sorted(({"file": r["file"], "examples": r["examples"]} for r in shard_reports),
-                         key=lambda s: s["file"]),
+        "examples_read": sum(r.samples for r in files),
+        "examples_written": sum(r.written for r in files),
+        "examples_quarantined": sum(r.quarantined for r in files),
+        "examples_truncated": sum(r.truncated for r in files),
+        "shards": sorted(({"file": r.file, "examples": r.examples} for r in shards), key=lambda s: s["file"]),
     }
-    reported = {r["path"] for r in file_reports}
+    reported = {r.path for r in files}
     if reported != paths:
         raise RuntimeError(f"{split}: files without a report: {sorted(paths - reported)[:5]}")
     if summary["examples_read"] != summary["examples_written"] + summary["examples_quarantined"]:
@@ -63,32 +63,42 @@ def _split_summary(split: str, tasks: list[reader.FileTask], file_reports: list[
     return summary
 
 
-def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[reader.FileTask]],
-                   argv: list[str], label_vocabulary: list[str] | None, compression: str) -> dict[str, Any]:
+def _label_vocabulary(output_dir: str, spec: DatasetSpec) -> list[str] | None:
+    if spec.label_kind != "string":
+        return None
+    import tensorflow_transform as tft
+
+    words = tft.TFTransformOutput(output_dir).vocabulary_by_name(features.LABEL_VOCABULARY)
+    return [w.decode("utf-8", "replace") for w in words]
+
+
+def build_manifest(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask]],
+                   argv: list[str], compression: str) -> dict[str, Any]:
     """Assembles the manifest from the pipeline's reports.
 
     Raises:
       RuntimeError: if any count fails to reconcile (a bug, never bad input).
     """
-    reports = read_json_lines(FileSystems.join(output_dir, WORK_DIR, REPORTS_PREFIX + "*"))
-    by_kind = collections.defaultdict(list)
-    for r in reports:
-        by_kind[r["kind"]].append(r)
-    stats = by_kind["stats"][0]
-    quarantine = read_json_lines(FileSystems.join(output_dir, QUARANTINE_DIR, QUARANTINE_FILE))
+    steps = [reports.decode(line)
+             for line in _lines(FileSystems.join(output_dir, outputs.WORK_DIR, reports.REPORTS_PREFIX + "*"))]
+    files = [r for r in steps if isinstance(r, FileReport)]
+    shards = [r for r in steps if isinstance(r, ShardReport)]
+    [stats] = [r for r in steps if isinstance(r, ValueStats)]
+    quarantine = [QuarantineRecord.from_json(line) for line in
+                  _lines(FileSystems.join(output_dir, outputs.QUARANTINE_DIR, outputs.QUARANTINE_FILE))]
     split_summaries = {
-        split: _split_summary(split, tasks, [r for r in by_kind["file"] if r["split"] == split],
-                              [r for r in by_kind["shard"] if r["split"] == split])
-        for split, tasks in splits.items()
+        split: _split_summary(split, tasks, [r for r in files if r.split == split],
+                              [r for r in shards if r.split == split])
+        for split, tasks in matched.items()
     }
     inputs = {}
-    for r in sorted(by_kind["file"], key=lambda r: r["path"]):
-        inputs.setdefault(r["path"], {"path": r["path"], "split": r["split"], "bytes": r["bytes"],
-                                      "sha256": r["sha256"]})
+    for r in sorted(files, key=lambda r: r.path):
+        inputs.setdefault(r.path, {"path": r.path, "split": r.split, "bytes": r.bytes, "sha256": r.sha256})
+    label_vocabulary = _label_vocabulary(output_dir, spec)
     if spec.label_kind == "string":
         num_classes = len(label_vocabulary or [])
     else:
-        num_classes = max((int(k) for k in stats["labels"]), default=-1) + 1
+        num_classes = max((int(k) for k in stats.labels), default=-1) + 1
     return {
         "format_version": FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -103,16 +113,46 @@ def build_manifest(output_dir: str, spec: DatasetSpec, splits: dict[str, list[re
             features.X: {
                 "axis": "element" if spec.per_element else "channel",
                 "normalize": spec.normalize,
-                **{k: stats[k] for k in ("mean", "std", "min", "max", "count")},
+                "mean": stats.mean, "std": stats.std, "min": stats.min, "max": stats.max, "count": stats.count,
             },
-            "train_label_counts": stats["labels"],
-            "train_longest_sample": stats["longest"],
+            "train_label_counts": stats.labels,
+            "train_longest_sample": stats.longest,
         },
         "splits": split_summaries,
         "quarantine": {
-            "file": f"{QUARANTINE_DIR}/{QUARANTINE_FILE}",
+            "file": f"{outputs.QUARANTINE_DIR}/{outputs.QUARANTINE_FILE}",
             "records": len(quarantine),
-            "reasons": dict(collections.Counter(q["reason"] for q in quarantine)),
+            "reasons": dict(collections.Counter(q.reason for q in quarantine)),
         },
         "inputs": list(inputs.values()),
     }
+
+
+def _check_bad_fraction(m: dict[str, Any], limit: float) -> None:
+    for split, s in m["splits"].items():
+        sample_fraction = s["examples_quarantined"] / max(1, s["examples_read"])
+        file_fraction = s["files_quarantined"] / max(1, s["files_matched"])
+        if max(sample_fraction, file_fraction) > limit:
+            raise RunFailedError(
+                f"{split}: {s['examples_quarantined']}/{s['examples_read']} examples and "
+                f"{s['files_quarantined']}/{s['files_matched']} files quarantined, more than "
+                f"--max_bad_fraction={limit}; see {m['quarantine']['file']} (no {outputs.SUCCESS} written)")
+
+
+def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: list[str],
+            compression: str, max_bad_fraction: float) -> dict[str, Any]:
+    """Writes the manifest, removes the work directory, and marks the run complete with
+    _SUCCESS unless more input was bad than `max_bad_fraction` allows.
+
+    Returns:
+      The manifest.
+
+    Raises:
+      RunFailedError: too much bad input (the manifest is written, _SUCCESS is not).
+    """
+    m = build_manifest(output_dir, spec, matched, argv, compression)
+    write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
+    FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
+    _check_bad_fraction(m, max_bad_fraction)
+    write_text(FileSystems.join(output_dir, outputs.SUCCESS), "")
+    return m

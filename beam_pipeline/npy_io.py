@@ -77,9 +77,9 @@ class _InflateStream:
         return out
 
 
-
-def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
-    """Reads exactly nbytes, in pieces, so memory follows the data actually present."""
+def _read_pieces(stream: BinaryIO, nbytes: int, where: str, keep: bool) -> list[bytes]:
+    """Reads nbytes in pieces, so memory follows the data actually present; returns the
+    pieces, or nothing when `keep` is False (skipping rows)."""
     pieces, remaining = [], nbytes
     try:
         while remaining:
@@ -87,24 +87,17 @@ def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
             if not piece:
                 raise errors.BadInputError(
                     errors.TRUNCATED, f"{where}: data ends {remaining} bytes short of the header's size")
-            pieces.append(piece)
+            if keep:
+                pieces.append(piece)
             remaining -= len(piece)
     except _STREAM_ERRORS as e:
         raise errors.BadInputError(errors.CORRUPT, f"{where}: {e}") from None
-    return b"".join(pieces)
+    return pieces
 
 
-def _skip(stream: BinaryIO, nbytes: int, where: str) -> None:
-    """Moves past nbytes of array data without keeping them."""
-    remaining = nbytes
-    try:
-        while remaining:
-            piece = stream.read(min(remaining, _READ_PIECE))
-            if not piece:
-                raise errors.BadInputError(errors.TRUNCATED, f"{where}: data ends before the rows to read")
-            remaining -= len(piece)
-    except _STREAM_ERRORS as e:
-        raise errors.BadInputError(errors.CORRUPT, f"{where}: {e}") from None
+def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
+    """Reads exactly nbytes (incrementally: a lying header costs no more than the data present)."""
+    return b"".join(_read_pieces(stream, nbytes, where, keep=True))
 
 
 class NpyArray:
@@ -162,7 +155,7 @@ class NpyArray:
             return np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F")[start:stop]
         row_shape = self.shape[1:]
         row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
-        _skip(self._stream, start * row_bytes, self.where)
+        _read_pieces(self._stream, start * row_bytes, self.where, keep=False)   # rows before `start`
         data = _read_exact(self._stream, (stop - start) * row_bytes, self.where)
         if stop == total_rows:
             self._verify_end()
@@ -181,15 +174,13 @@ class ArrayFile:
     The kind is sniffed from the content (magic bytes), not trusted from the file name.
     """
 
-    def __init__(self, source: bytes | BinaryIO, path: str):
+    def __init__(self, source: bytes | BinaryIO):
         """Opens a file.
 
         Args:
           source: the file's bytes, or a seekable binary stream (then only the parts that
             are read are fetched: headers and small arrays while scanning).
-          path: the file's path, for messages.
         """
-        self.path = path
         self._source = io.BytesIO(source) if isinstance(source, bytes) else source
         try:
             self._source.seek(0)

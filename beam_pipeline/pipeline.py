@@ -9,19 +9,18 @@ cheaper than holding the dataset in memory, and memory stays flat as data grows.
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Callable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layouts, reader, samples
+from beam_pipeline import layouts, plan, reader, reports, samples
 from beam_pipeline.analyze import AnalyzeSamples, ValueStatsFn
-from beam_pipeline.write import ShardTask, WriteShardFn
+from beam_pipeline.reports import REPORTS_PREFIX, QuarantineRecord
+from beam_pipeline.write import WriteShardFn
 from transforms.features import DatasetSpec
 from transforms.outputs import QUARANTINE_DIR, QUARANTINE_FILE, WORK_DIR
-
-# Reports of the pipeline's steps, read back by the manifest: WORK_DIR/reports-*.jsonl.
-REPORTS_PREFIX = "reports"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,33 +74,32 @@ class ReadSamples(beam.PTransform):
 
 
 @beam.ptransform_fn
-def WriteJsonLines(pcoll, path_prefix: str, single_file: bool = False):  # noqa: N802 - a PTransform
-    """Writes dicts as JSON lines: one file, or runner-chosen shards named PREFIX-*.jsonl."""
-    lines = pcoll | "ToJson" >> beam.Map(json.dumps, sort_keys=True)
+def WriteJsonLines(pcoll, path_prefix: str, encode: Callable[[Any], str],  # noqa: N802 - a PTransform
+                   single_file: bool = False):
+    """Writes records as JSON lines: one file, or runner-chosen shards named PREFIX-*.jsonl."""
+    lines = pcoll | "ToJson" >> beam.Map(encode)
     if single_file:
         return lines | "Write" >> beam.io.WriteToText(path_prefix, shard_name_template="", num_shards=1)
     return lines | "Write" >> beam.io.WriteToText(path_prefix, file_name_suffix=".jsonl")
 
 
-def build_pipeline(p: beam.Pipeline, config: RunConfig, train_tasks: list[reader.FileTask],
-                   shards: list[ShardTask]) -> None:
+def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan) -> None:
     """Adds the whole job to pipeline `p`."""
     out = config.output_dir
     batches = (p
-               | "TrainFiles" >> beam.Create(train_tasks)
+               | "TrainFiles" >> beam.Create(work.analysis)
                | "ReadTrainForAnalysis" >> ReadSamples(config))
     transform_dir = batches | "AnalyzeTrain" >> AnalyzeSamples(config.spec, out)
     stats = batches | "SummarizeValues" >> beam.CombineGlobally(ValueStatsFn(config.spec))
 
     results = (p
-               | "Shards" >> beam.Create(shards)
+               | "Shards" >> beam.Create(work.shards)
                | "DistributeShards" >> beam.Reshuffle()
                | "TransformAndWrite" >> beam.ParDo(
                    WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes, config.compression),
                    beam.pvalue.AsSingleton(transform_dir)).with_outputs("files", "quarantine", main="shards"))
 
-    reports = (results.shards, results.files, stats) | "Reports" >> beam.Flatten()
-    _ = reports | "WriteReports" >> WriteJsonLines(
-        FileSystems.join(out, WORK_DIR, REPORTS_PREFIX))
+    steps = (results.shards, results.files, stats) | "Reports" >> beam.Flatten()
+    _ = steps | "WriteReports" >> WriteJsonLines(FileSystems.join(out, WORK_DIR, REPORTS_PREFIX), reports.encode)
     _ = results.quarantine | "WriteQuarantine" >> WriteJsonLines(
-        FileSystems.join(out, QUARANTINE_DIR, QUARANTINE_FILE), single_file=True)
+        FileSystems.join(out, QUARANTINE_DIR, QUARANTINE_FILE), QuarantineRecord.to_json, single_file=True)

@@ -45,21 +45,20 @@ class Selection:
 
     batches: list[SampleBatch]
     refusals: list[errors.BadInputError]   # one per refused sample, with sample_index set
-    truncated: int                    # kept samples cut to max_length
-    kept: int
+    truncated: int                         # kept samples cut to max_length
 
 
 def check_file_against_spec(plan: FilePlan, spec: DatasetSpec) -> None:
     """Refuses a file whose dtype, trailing shape or label kind differs from the dataset's."""
     if plan.trailing_shape != spec.trailing_shape:
         raise errors.BadInputError(errors.SHAPE_MISMATCH, f"trailing shape {list(plan.trailing_shape)} "
-                              f"differs from the dataset's {list(spec.trailing_shape)}")
+                                   f"differs from the dataset's {list(spec.trailing_shape)}")
     if plan.dtype.name != spec.source_dtype:
         raise errors.BadInputError(errors.DTYPE_MISMATCH, f"dtype {plan.dtype.name} differs from the "
-                              f"dataset's {spec.source_dtype}")
+                                   f"dataset's {spec.source_dtype}")
     if plan.label_kind != spec.label_kind:
         raise errors.BadInputError(errors.BAD_LABEL, f"{plan.label_kind} labels in a dataset of "
-                              f"{spec.label_kind} labels")
+                                   f"{spec.label_kind} labels")
 
 
 def _segment_any(row_flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -129,20 +128,25 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
         kept_values = values
     else:
         kept_values = _gather(values, kept_starts, kept_lengths)
-    kept_index, kept_labels = index[keep], labels[keep]
+    batches = _cut_batches(SampleBatch(path, index[keep], kept_values, kept_lengths, labels[keep]),
+                           row_bytes, chunk_bytes)
+    return Selection(batches, refusals, truncated)
 
-    batches = []
-    bounds = np.concatenate([[0], np.cumsum(kept_lengths)])
-    sample_bytes = np.cumsum(kept_lengths * row_bytes)
-    first = 0
-    while first < len(kept_lengths):
+
+def _cut_batches(samples: SampleBatch, row_bytes: int, chunk_bytes: int) -> list[SampleBatch]:
+    """Cuts samples into consecutive batches of about chunk_bytes of values (at least one
+    sample each): views of `samples`, no copies."""
+    bounds = samples.value_splits(1)
+    sample_bytes = bounds[1:] * row_bytes   # bytes up to the end of each sample
+    batches, first = [], 0
+    while first < len(samples):
         budget = (sample_bytes[first - 1] if first else 0) + chunk_bytes
         last = max(first + 1, int(np.searchsorted(sample_bytes, budget, side="right")))
-        batches.append(SampleBatch(path, kept_index[first:last],
-                                   kept_values[bounds[first]:bounds[last]],
-                                   kept_lengths[first:last], kept_labels[first:last]))
+        batches.append(SampleBatch(samples.path, samples.indices[first:last],
+                                   samples.values[bounds[first]:bounds[last]],
+                                   samples.lengths[first:last], samples.labels[first:last]))
         first = last
-    return Selection(batches, refusals, truncated, int(keep.sum()))
+    return batches
 
 
 class Pool:

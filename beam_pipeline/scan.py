@@ -19,6 +19,8 @@ import posixpath
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, reader
+from beam_pipeline.errors import UsageError
+from beam_pipeline.plan import FileTask
 from transforms.features import DatasetSpec
 
 _SCAN_THREADS = 16
@@ -26,15 +28,11 @@ _SCAN_THREADS = 16
 _EXTENSIONS = (".npy.gz", ".npz", ".npy")
 
 
-class UsageError(Exception):
-    """A problem with the run as a whole (flags, empty glob, no usable data): one line, exit 2."""
-
-
 @dataclasses.dataclass
 class FileScan:
     """What the scan learned about one file (plan is None when it could not be read)."""
 
-    task: reader.FileTask
+    task: FileTask
     plan: layouts.FilePlan | None
     error: errors.BadInputError | None
 
@@ -63,7 +61,7 @@ def _read_labels_csv(path: str) -> dict[str, str]:
 
 
 def match_files(patterns: list[str], split: str, *, labels_csv: str | None = None,
-                labels_from_dir: bool = False, labels_sibling: str | None = None) -> list[reader.FileTask]:
+                labels_from_dir: bool = False, labels_sibling: str | None = None) -> list[FileTask]:
     """Expands globs into tasks, attaching each file's label source.
 
     Raises:
@@ -89,18 +87,18 @@ def match_files(patterns: list[str], split: str, *, labels_csv: str | None = Non
         elif labels_from_dir:
             label = posixpath.basename(posixpath.dirname(path))
         sibling = _stem(path) + labels_sibling if labels_sibling else None
-        tasks.append(reader.FileTask(path, split, found[path], label=label, labels_path=sibling))
+        tasks.append(FileTask(path, split, found[path], label=label, labels_path=sibling))
     return tasks
 
 
-def _scan_one(task: reader.FileTask, opts: layouts.ReadOptions) -> FileScan:
+def _scan_one(task: FileTask, opts: layouts.ReadOptions) -> FileScan:
     try:
         return FileScan(task, reader.plan_headers(task, opts), None)
     except errors.BadInputError as e:
         return FileScan(task, None, e)
 
 
-def scan_files(tasks: list[reader.FileTask], opts: layouts.ReadOptions) -> list[FileScan]:
+def scan_files(tasks: list[FileTask], opts: layouts.ReadOptions) -> list[FileScan]:
     """Plans every file (headers and index arrays only), in parallel threads."""
     with concurrent.futures.ThreadPoolExecutor(_SCAN_THREADS) as pool:
         return list(pool.map(lambda t: _scan_one(t, opts), tasks))

@@ -10,7 +10,6 @@ half-written shard under its final name.
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -21,52 +20,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, reader, tfrecord
+from beam_pipeline.plan import ShardTask
+from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
 from beam_pipeline.samples import Pool, SampleBatch, concat_batches
 from transforms import features, outputs
 from transforms.features import DatasetSpec
-
-# Aim for shards of ~150 MB (the 100-200 MB that suits TFRecord readers and GCS alike).
-TARGET_SHARD_BYTES = 150 << 20
-_COUNT = beam.metrics.Metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardTask:
-    """The files (or sample ranges) that make one output shard."""
-
-    split: str
-    index: int
-    count: int
-    tasks: tuple[reader.FileTask, ...]
-
-    def file_name(self, compression: str) -> str:
-        return outputs.shard_name(self.split, self.index, self.count, compression)
-
-
-def auto_num_shards(num_samples: int, spec: DatasetSpec, num_units: int) -> int:
-    """Shards of ~TARGET_SHARD_BYTES, at least one, and no more than there are work units."""
-    estimate = num_samples * (4 * spec.max_length * spec.step_size + outputs.RECORD_OVERHEAD)
-    return max(1, min(num_units, math.ceil(estimate / TARGET_SHARD_BYTES)))
-
-
-def plan_shards(split: str, units: list[tuple[reader.FileTask, int]], num_shards: int) -> list[ShardTask]:
-    """Spreads work units (files or sample ranges, with their sample counts) over shards,
-    balancing samples; deterministic for the same input.
-
-    When there are fewer units than shards, units are cut further into sample ranges
-    (each range re-reads its file, the price of honoring an explicit --num_shards).
-    """
-    if len(units) < num_shards:
-        per_shard = max(1, math.ceil(sum(n for _, n in units) / num_shards))
-        units = [piece for task, n in units for piece in reader.split_task(task, n, math.ceil(n / per_shard))]
-    loads = [0] * num_shards
-    assigned: list[list[reader.FileTask]] = [[] for _ in range(num_shards)]
-    for task, n in sorted(units, key=lambda u: (-u[1], u[0].path, u[0].sample_range or (0, 0))):
-        target = loads.index(min(loads))
-        loads[target] += n
-        assigned[target].append(task)
-    return [ShardTask(split, i, num_shards, tuple(t)) for i, t in enumerate(assigned)]
-
 
 # Loading and tracing the transform graph takes seconds: once per worker process, shared by
 # every WriteShardFn instance (a memo, not state: each entry is a pure function of its key).
@@ -117,8 +75,8 @@ class WriteShardFn(beam.DoFn):
         self._compression = compression
         self._transform = None
         self._encoder = tfrecord.ExampleEncoder(features.X, [features.LENGTH, features.LABEL])
-        self._written = _COUNT.counter("write", "examples_written")
-        self._refused = _COUNT.counter("write", "examples_quarantined")
+        self._written = beam.metrics.Metrics.counter("write", "examples_written")
+        self._refused = beam.metrics.Metrics.counter("write", "examples_quarantined")
 
     def _transform_batch(self, batch: SampleBatch) -> dict[str, np.ndarray]:
         row_splits = batch.value_splits(self._spec.step_size)
@@ -127,7 +85,7 @@ class WriteShardFn(beam.DoFn):
                               row_splits, batch.lengths, labels)
         return {k: v.numpy() for k, v in out.items()}
 
-    def _write_batches(self, pending: list[tuple[reader.TaskRead, SampleBatch]], sink) -> int:
+    def _write_batches(self, pending: list[tuple[_FileProgress, SampleBatch]], sink) -> int:
         """Transforms buffered batches in one graph call, writes the records, and credits
         each file with what it wrote or lost; returns the number of records written."""
         merged = concat_batches([batch for _, batch in pending])
@@ -139,14 +97,13 @@ class WriteShardFn(beam.DoFn):
             out[features.X], {features.LENGTH: out[features.LENGTH], features.LABEL: out[features.LABEL]})
         sink.write(tfrecord.frame_records(records))
         first = 0
-        for read, batch in pending:
+        for progress, batch in pending:
             part = known[first:first + len(batch)]
             first += len(batch)
-            read.report["written"] += int(part.sum())
+            progress.written += int(part.sum())
             for i in batch.indices[~part].tolist():
                 problem = errors.BadInputError(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
-                read.quarantine.append(reader.quarantine_record(read.task, problem, 1))
-                read.report["quarantined"] += 1
+                progress.unknown_labels.append(problem)
         return len(records)
 
     def process(self, shard: ShardTask, transform_dir: str):
@@ -157,15 +114,15 @@ class WriteShardFn(beam.DoFn):
         final = FileSystems.join(data_dir, name)
         temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
         compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
-        reads, pool, examples = [], Pool(self._chunk_bytes), 0
+        files, pool, examples = [], Pool(self._chunk_bytes), 0
         with FileSystems.create(temp, compression_type=compression) as sink:
             for task in shard.tasks:
                 read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
-                read.report.update(kind="file", written=0, shard=name)
-                reads.append(read)
+                progress = _FileProgress(read)
+                files.append(progress)
                 batches, read.batches = read.batches, []   # reports outlive the shard; data must not
                 for batch in batches:
-                    full = pool.add((read, batch), batch.values.nbytes)
+                    full = pool.add((progress, batch), batch.values.nbytes)
                     if full:
                         examples += self._write_batches(full, sink)
             rest = pool.take()
@@ -174,10 +131,29 @@ class WriteShardFn(beam.DoFn):
         if FileSystems.exists(final):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
-        for read in reads:
-            self._written.inc(read.report["written"])
-            self._refused.inc(read.report["quarantined"])
-            yield beam.pvalue.TaggedOutput("files", read.report)
-            for record in read.quarantine:
+        for progress in files:
+            report, quarantine = progress.results(f"{outputs.DATA_DIR}/{name}")
+            self._written.inc(report.written)
+            self._refused.inc(report.quarantined)
+            yield beam.pvalue.TaggedOutput("files", report)
+            for record in quarantine:
                 yield beam.pvalue.TaggedOutput("quarantine", record)
-        yield {"kind": "shard", "split": shard.split, "file": f"{outputs.DATA_DIR}/{name}", "examples": examples}
+        yield ShardReport(shard.split, f"{outputs.DATA_DIR}/{name}", examples)
+
+
+@dataclasses.dataclass
+class _FileProgress:
+    """One file task's read, and what the transform pass has done with its samples so far."""
+
+    read: reader.TaskRead
+    written: int = 0
+    unknown_labels: list[errors.BadInputError] = dataclasses.field(default_factory=list)
+
+    def results(self, shard: str) -> tuple[FileReport, list[QuarantineRecord]]:
+        """The file's final report and quarantine records, once its shard is complete."""
+        task, report = self.read.task, self.read.report
+        quarantine = self.read.quarantine + [QuarantineRecord.of(task.path, task.split, p, 1)
+                                             for p in self.unknown_labels]
+        report = dataclasses.replace(report, written=self.written, shard=shard,
+                                     quarantined=report.quarantined + len(self.unknown_labels))
+        return report, quarantine

@@ -1,4 +1,4 @@
-"""Benchmarks of the preprocessing pipeline and the trainer's input pipeline (issue 6).
+"""Benchmarks of the preprocessing pipeline and the trainer's input pipeline.
 
 `python -m benchmarks.preprocess --help` and `python -m benchmarks.input_pipeline --help`;
 `docs/performance.md` holds the figures measured with them. Every figure is compared with

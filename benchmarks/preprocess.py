@@ -48,7 +48,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORK_DIR = os.path.join(tempfile.gettempdir(), "npy_tft_bench")
 
-# The full-size (--scale 1) dataset of issue 6: 64 x 2,000 samples of [50..200, 16] float32.
+# The full-size (--scale 1) dataset, about 1 GB of raw float32: 64 x 2,000 samples of [50..200, 16] float32.
 FULL_FILES = 64
 SAMPLES_PER_FILE = 2000
 MIN_LENGTH, MAX_LENGTH = 50, 200
@@ -360,14 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.preprocess", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=0.25,
-                   help="dataset size: 64 * scale files (at least 1); 1 is issue 6's ~1 GB")
+                   help="dataset size: 64 * scale files (at least 1); 1 is ~1 GB of raw float32")
     p.add_argument("--samples_per_file", type=int, default=SAMPLES_PER_FILE, help="samples per file")
     p.add_argument("--seed", type=int, default=0, help="data generator seed")
     p.add_argument("--repeats", type=int, default=1,
                    help="timed runs of each side, alternating; the fastest of each counts")
     p.add_argument("--memory_factor", type=float, default=0,
                    help="also run our pipeline on this many times the data and report the peak-RSS ratio "
-                        "(issue 6: 4); 0 skips it")
+                        "(4 checks that memory stays flat in data size); 0 skips it")
     p.add_argument("--work_dir", default=DEFAULT_WORK_DIR,
                    help="cache of generated datasets; each run's outputs go to a fresh directory inside")
     p.add_argument("--keep_outputs", action="store_true", help="keep this run's output directories")

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 
 # 2 files x 50 samples (64 * 0.03125 = 2 files).
 TINY = ["--scale", "0.03125", "--samples_per_file", "50"]
@@ -29,6 +29,13 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc
+
+
+def _table_row(stdout: str, label: str) -> list[float]:
+    """The numbers of a side's first row in the printed tables (wall s, startup s, net s, ..., peak RSS, CPU s,
+    cores)."""
+    line = next(line for line in stdout.splitlines() if line.startswith(label))
+    return [float(v) for v in line[len(label):].split()]
 
 
 def records(output_dir: str) -> list[bytes]:
@@ -60,16 +67,24 @@ def test_preprocess_benchmark(work_dir: str, tmp_path) -> None:
     report_path = str(tmp_path / "report.json")
     proc = run_module("benchmarks.preprocess", *TINY, "--work_dir", work_dir, "--memory_factor", "2",
                       "--keep_outputs", "--json_out", report_path)
-    assert "ours/baseline: throughput" in proc.stdout
     with open(report_path) as f:
         report = json.load(f)
     assert report["dataset"]["examples"] == report["verified"]["records"] == 100
-    for side in ("baseline", "ours"):
-        figures = report["results"][side]
-        assert figures["seconds"] > 0 and figures["peak_rss_mb"] > 0 and figures["examples_per_s"] > 0
-    assert report["ratio_ours_over_baseline"]["throughput"] > 0
-    assert report["memory"]["dataset"]["examples"] == 200
-    assert report["memory"]["peak_rss_ratio"] > 0
+    results = report["results"]
+    for side, label in (("baseline", "hand-written NumPy"), ("ours", "ours (Beam + tft)")):
+        figures = results[side]
+        # The rates are the dataset over the measured times, and the printed table says the same.
+        assert figures["examples_per_s"] * figures["seconds"] == pytest.approx(100)
+        assert figures["examples_per_s_net"] * figures["net_seconds"] == pytest.approx(100)
+        row = _table_row(proc.stdout, label)
+        assert row[0] == pytest.approx(figures["seconds"], abs=0.06)
+        assert row[7] == pytest.approx(figures["peak_rss_mb"], abs=0.6)
+    ratio = report["ratio_ours_over_baseline"]["throughput"]
+    assert ratio == pytest.approx(results["baseline"]["seconds"] / results["ours"]["seconds"])
+    assert f"ours/baseline: throughput {ratio:.2f}x (wall)" in proc.stdout
+    memory = report["memory"]
+    assert memory["dataset"]["examples"] == 200
+    assert memory["peak_rss_ratio"] == pytest.approx(memory["result"]["peak_rss_mb"] / memory["peak_rss_mb_1x"])
     # Byte-compatible: the same serialized Examples on both sides, whatever their order.
     ours, baseline = records(report["outputs"]["ours"]), records(report["outputs"]["baseline"])
     assert len(ours) == 100

@@ -1,26 +1,12 @@
-"""Layout detection and per-sample checks, on files built in memory (no Beam)."""
-
-import io
+"""Layout detection and file-level checks, on files built in memory (no Beam)."""
 
 import numpy as np
 import pytest
 
-from beam_pipeline import errors, layouts, npy_io, samples
-from transforms.features import DatasetSpec
+from beam_pipeline import errors, layouts
+from tests.support.helpers import npy_file, npz_file
 
 OPTS = layouts.ReadOptions()
-
-
-def _npz(**arrays) -> npy_io.ArrayFile:
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return npy_io.ArrayFile(buf.getvalue(), "f.npz")
-
-
-def _npy(array) -> npy_io.ArrayFile:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return npy_io.ArrayFile(buf.getvalue(), "f.npy")
 
 
 def _samples_of(plan: layouts.FilePlan) -> list[np.ndarray]:
@@ -35,13 +21,13 @@ SEQS = [RNG.normal(size=(t, 3)).astype(np.float32) for t in (4, 1, 6)]
 
 def test_dense_layout():
     x = RNG.normal(size=(5, 7, 2)).astype(np.float32)
-    plan = layouts.plan_file(_npz(x=x, y=np.arange(5)), OPTS)
+    plan = layouts.plan_file(npz_file(x=x, y=np.arange(5)), OPTS)
     assert (plan.layout, plan.trailing_shape, plan.lengths.tolist()) == ("dense", (2,), [7] * 5)
     np.testing.assert_array_equal(np.stack(_samples_of(plan)), x)
 
 
 def test_ragged_layout():
-    plan = layouts.plan_file(_npz(x=np.concatenate(SEQS), lengths=[4, 1, 6], y=[2, 0, 1]), OPTS)
+    plan = layouts.plan_file(npz_file(x=np.concatenate(SEQS), lengths=[4, 1, 6], y=[2, 0, 1]), OPTS)
     assert plan.layout == "ragged" and plan.labels.tolist() == [2, 0, 1]
     for got, want in zip(_samples_of(plan), SEQS):
         np.testing.assert_array_equal(got, want)
@@ -49,7 +35,7 @@ def test_ragged_layout():
 
 def test_per_key_layout_orders_keys_numerically():
     arrays = {f"x_{i:06d}": s for i, s in enumerate(SEQS)}
-    plan = layouts.plan_file(_npz(**arrays, y=np.array(["a", "b", "c"])), OPTS)
+    plan = layouts.plan_file(npz_file(**arrays, y=np.array(["a", "b", "c"])), OPTS)
     assert plan.layout == "per_key" and plan.label_kind == "string"
     assert plan.labels.tolist() == [b"a", b"b", b"c"]
     for got, want in zip(_samples_of(plan), SEQS):
@@ -57,14 +43,14 @@ def test_per_key_layout_orders_keys_numerically():
 
 
 def test_per_file_layout_takes_the_given_label():
-    plan = layouts.plan_file(_npy(SEQS[0]), OPTS, file_label=layouts.label_from_text("cat"))
+    plan = layouts.plan_file(npy_file(SEQS[0]), OPTS, file_label=layouts.label_from_text("cat"))
     assert (plan.layout, plan.labels.tolist(), plan.label_kind) == ("per_file", [b"cat"], "string")
     np.testing.assert_array_equal(_samples_of(plan)[0], SEQS[0])
 
 
 def test_sibling_label_file():
     x = RNG.normal(size=(3, 5)).astype(np.float64)
-    plan = layouts.plan_file(_npy(x), OPTS, sibling=_npy(np.array([1.0, 0.0, 2.0])))
+    plan = layouts.plan_file(npy_file(x), OPTS, sibling=npy_file(np.array([1.0, 0.0, 2.0])))
     assert plan.layout == "dense" and plan.labels.tolist() == [1, 0, 2] and plan.trailing_shape == ()
 
 
@@ -81,51 +67,12 @@ def test_sibling_label_file():
 ])
 def test_file_level_problems(arrays, reason):
     with pytest.raises(errors.BadInputError) as info:
-        layouts.plan_file(_npz(**arrays), OPTS)
+        layouts.plan_file(npz_file(**arrays), OPTS)
     assert info.value.reason == reason
 
 
 def test_file_size_limit_is_checked_from_headers():
     opts = layouts.ReadOptions(max_file_bytes=1000)
     with pytest.raises(errors.BadInputError) as info:
-        layouts.plan_file(_npz(x=np.zeros((100, 10)), y=np.zeros(100, int)), opts)
+        layouts.plan_file(npz_file(x=np.zeros((100, 10)), y=np.zeros(100, int)), opts)
     assert info.value.reason == errors.TOO_LARGE
-
-
-def _select(plan, spec, **kw):
-    return samples.select_samples("f", plan, plan.read_values(kw.get("sample_range")), spec,
-                                  kw.pop("max_sample_bytes", 1 << 20),
-                                  kw.pop("chunk_bytes", 1 << 20), **kw)
-
-
-def test_per_sample_refusals_truncation_and_batching():
-    seqs = [s.copy() for s in SEQS] + [np.zeros((0, 3), np.float32), np.ones((9, 3), np.float32)]
-    seqs[1][0, 1] = np.nan
-    plan = layouts.plan_file(_npz(x=np.concatenate(seqs), lengths=[len(s) for s in seqs],
-                                  y=[0, 1, 2, 0, -3]), OPTS)
-    spec = DatasetSpec(trailing_shape=(3,), source_dtype="float32", max_length=5)
-    sel = _select(plan, spec, chunk_bytes=40)
-    reasons = {e.sample_index: e.reason for e in sel.refusals}
-    assert reasons == {1: errors.NON_FINITE, 3: errors.EMPTY_SAMPLE, 4: errors.BAD_LABEL}
-    assert sel.kept == 2 and sel.truncated == 1
-    kept = [b for b in sel.batches]
-    assert len(kept) == 2   # 40-byte chunks: one sample per batch
-    np.testing.assert_array_equal(kept[0].values, SEQS[0])
-    np.testing.assert_array_equal(kept[1].values, SEQS[2][:5])
-    assert [b.indices.tolist() for b in kept] == [[0], [2]]
-
-
-def test_sample_range_selects_a_slice():
-    plan = layouts.plan_file(_npz(x=np.concatenate(SEQS), lengths=[4, 1, 6], y=[2, 0, 1]), OPTS)
-    spec = DatasetSpec(trailing_shape=(3,), source_dtype="float32", max_length=6)
-    sel = _select(plan, spec, sample_range=(1, 3))
-    assert [b.indices.tolist() for b in sel.batches] == [[1, 2]]
-    np.testing.assert_array_equal(sel.batches[0].values, np.concatenate(SEQS[1:]))
-
-
-def test_file_that_disagrees_with_the_dataset_is_refused():
-    plan = layouts.plan_file(_npz(x=np.zeros((2, 3, 4), np.float32), y=[0, 1]), OPTS)
-    spec = DatasetSpec(trailing_shape=(5,), source_dtype="float32", max_length=3)
-    with pytest.raises(errors.BadInputError) as info:
-        samples.check_file_against_spec(plan, spec)
-    assert info.value.reason == errors.SHAPE_MISMATCH

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import manifest, quarantine, read_split, run_ok, valid_rows
+from tests.support.helpers import manifest, quarantine, read_split, run_ok, valid_rows
 
 RNG = np.random.default_rng(7)
 

@@ -35,24 +35,24 @@ ARRAY = np.arange(24, dtype=np.float32).reshape(4, 3, 2)
     (_npz_bytes(True, x=ARRAY), "x"),
 ])
 def test_every_file_kind_reads_the_same_array(data, key):
-    af = npy_io.ArrayFile(data, "f")
+    af = npy_io.ArrayFile(data)
     np.testing.assert_array_equal(af.open(key).read(), ARRAY)
 
 
 def test_reads_from_a_seekable_stream_too():
-    af = npy_io.ArrayFile(io.BytesIO(_npz_bytes(True, x=ARRAY, y=np.arange(4))), "f")
+    af = npy_io.ArrayFile(io.BytesIO(_npz_bytes(True, x=ARRAY, y=np.arange(4))))
     assert sorted(af.keys) == ["x", "y"]
     assert af.open("x").shape == (4, 3, 2)
 
 
 def test_fortran_order_is_honoured():
     array = np.asfortranarray(ARRAY)
-    np.testing.assert_array_equal(npy_io.ArrayFile(_npy_bytes(array), "f").open("").read(), ARRAY)
+    np.testing.assert_array_equal(npy_io.ArrayFile(_npy_bytes(array)).open("").read(), ARRAY)
 
 
 def _reason(data: bytes, key: str = npy_io.SINGLE_ARRAY_KEY) -> str:
     with pytest.raises(errors.BadInputError) as info:
-        npy_io.ArrayFile(data, "f").open(key).read()
+        npy_io.ArrayFile(data).open(key).read()
     return info.value.reason
 
 

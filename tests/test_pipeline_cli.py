@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import manifest, quarantine, read_split, run_ok, run_pipeline, valid_rows, write_ragged
+from tests.support.helpers import manifest, quarantine, read_split, run_ok, run_pipeline, valid_rows, write_ragged
 
 NUM_FEATURES = 4
 

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beam_pipeline import errors, layouts, reader
-from tests import torture
-from tests.helpers import REPO, manifest, quarantine, read_split, run_ok, run_pipeline, valid_rows, write_ragged
+from beam_pipeline.plan import FileTask
+from tests.support import torture
+from tests.support.helpers import REPO, manifest, quarantine, read_split, run_ok, run_pipeline, valid_rows, write_ragged
 from transforms.features import DatasetSpec
 
 
@@ -112,9 +113,9 @@ def test_a_killed_run_leaves_no_success_marker_and_no_partial_shard(tmp_path):
 
 
 def test_missing_file_is_unreadable_not_a_crash(tmp_path):
-    task = reader.FileTask(str(tmp_path / "gone.npz"), "train", 10)
+    task = FileTask(str(tmp_path / "gone.npz"), "train", 10)
     read = reader.read_task(task, layouts.ReadOptions(), DatasetSpec((2,), "float32", 4), 1 << 20)
-    assert read.quarantine[0]["reason"] == errors.UNREADABLE and not read.batches
+    assert read.quarantine[0].reason == errors.UNREADABLE and not read.batches
 
 
 def _valid_files() -> dict[str, bytes]:
@@ -135,8 +136,8 @@ SPEC = DatasetSpec((2,), "float32", 4)
 
 
 @settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(sorted(VALID)), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)),
-                                                            min_size=1, max_size=4),
+@given(name=st.sampled_from(sorted(VALID)),
+       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 255)), min_size=1, max_size=4),
        cut=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_random_corruption_never_crashes_or_hangs_the_reader(tmp_path, name, flips, cut):
     data = bytearray(VALID[name])
@@ -147,9 +148,9 @@ def test_random_corruption_never_crashes_or_hangs_the_reader(tmp_path, name, fli
     path = tmp_path / name
     path.write_bytes(bytes(data))
     np.save(tmp_path / (name.split(".")[0] + "_y.npy"), np.array([0, 1]))
-    task = reader.FileTask(str(path), "train", len(data), labels_path=str(tmp_path / (name.split(".")[0] + "_y.npy"))
-                           if name.endswith((".npy", ".gz")) else None)
+    sibling = str(tmp_path / (name.split(".")[0] + "_y.npy")) if name.endswith((".npy", ".gz")) else None
+    task = FileTask(str(path), "train", len(data), labels_path=sibling)
     read = reader.read_task(task, layouts.ReadOptions(max_file_bytes=1 << 20), SPEC, 1 << 20)
     written = sum(len(b) for b in read.batches)
-    assert read.report["samples"] == written + read.report["quarantined"]
-    assert all(q["reason"] in vars(errors).values() for q in read.quarantine)
+    assert read.report.samples == written + read.report.quarantined
+    assert all(q.reason in errors.REASONS for q in read.quarantine)

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from beam_pipeline.sample_data import write_dataset
-from tests.helpers import REPO, manifest, run_ok, run_pipeline
+from tests.support.helpers import REPO, manifest, run_ok, run_pipeline
 
 # A runner that loses its workers hangs instead of failing, so every run is bounded: run_ok
 # by its own 300 s, the worker-pool run by this (to show the pool's log when it hangs).
@@ -234,15 +234,15 @@ def dataflow_dry_run(tmp_path_factory):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipeline import layouts, pipeline, reader, write
+    from beam_pipeline import layouts, pipeline, plan
     from transforms.features import DatasetSpec
 
     bucket = "gs://placeholder-bucket"
     spec = DatasetSpec(trailing_shape=(8,), source_dtype="float32", max_length=50)  # as write_dataset's files
-    train = [reader.FileTask(f"{bucket}/data/train-{i:05d}.npz", "train", 40_000) for i in range(4)]
-    evaluation = [reader.FileTask(f"{bucket}/data/test-{i:05d}.npz", "eval", 40_000) for i in range(2)]
-    shards = [write.ShardTask("train", i, 2, tuple(train[i::2])) for i in range(2)]
-    shards += [write.ShardTask("eval", i, 2, (evaluation[i],)) for i in range(2)]
+    train = [plan.FileTask(f"{bucket}/data/train-{i:05d}.npz", "train", 40_000) for i in range(4)]
+    evaluation = [plan.FileTask(f"{bucket}/data/test-{i:05d}.npz", "eval", 40_000) for i in range(2)]
+    shards = [plan.ShardTask("train", i, 2, tuple(train[i::2])) for i in range(2)]
+    shards += [plan.ShardTask("eval", i, 2, (evaluation[i],)) for i in range(2)]
     out = str(tmp_path_factory.mktemp("dataflow") / "out")
     config = pipeline.RunConfig(out, spec, layouts.ReadOptions(), 8 << 20, "none")
     options = PipelineOptions([
@@ -250,7 +250,7 @@ def dataflow_dry_run(tmp_path_factory):
         f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
         f"--setup_file={os.path.join(REPO, 'setup.py')}", "--job_name=npy-tft-dry-run"])
     p = beam.Pipeline(options=options)
-    pipeline.build_pipeline(p, config, train, shards)
+    pipeline.build_pipeline(p, config, plan.Plan(tuple(train), tuple(shards)))
     result = p.run()
     yield result
     # The runner builds the staged files (the sdist among them) in a temporary directory of

@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 
-from tests.helpers import REPO, manifest, read_split, run_ok, valid_rows, write_ragged
+from tests.support.helpers import REPO, manifest, read_split, run_ok, valid_rows, write_ragged
 
 
 def test_input_and_output_on_a_non_local_filesystem(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run([sys.executable, "-m", "tests.ram_run"], cwd=tmp_path, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tests.support.ram_run"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from beam_pipeline.sample_data import write_dataset
-from tests.helpers import REPO, manifest, read_split, run_ok
+from tests.support.helpers import REPO, manifest, read_split, run_ok
 from trainer import data, export, model, train
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from beam_pipeline.sample_data import write_dataset
-from tests.helpers import read_split, run_ok
+from tests.support.helpers import read_split, run_ok
 from trainer import augment, data
 from trainer.errors import ConfigError, DataError
 

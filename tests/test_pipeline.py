@@ -5,9 +5,10 @@ import numpy as np
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipeline import layouts, pipeline, reader, write
+from beam_pipeline import layouts, pipeline
 from beam_pipeline.analyze import ValueStatsFn
-from tests.helpers import run_pipeline, write_ragged
+from beam_pipeline.plan import FileTask
+from tests.support.helpers import write_ragged
 from transforms.features import DatasetSpec
 
 SPEC = DatasetSpec(trailing_shape=(2,), source_dtype="float32", max_length=4)
@@ -23,7 +24,7 @@ def _files(tmp_path):
     write_ragged(str(tmp_path / "a.npz"), samples[:2], [0, 1])
     write_ragged(str(tmp_path / "b.npz"), samples[2:], [1, 1, 0])
     (tmp_path / "c.npz").write_bytes(b"broken")
-    tasks = [reader.FileTask(str(tmp_path / n), "train", (tmp_path / n).stat().st_size)
+    tasks = [FileTask(str(tmp_path / n), "train", (tmp_path / n).stat().st_size)
              for n in ("a.npz", "b.npz", "c.npz")]
     return samples, tasks
 
@@ -46,27 +47,8 @@ def test_value_stats_equal_a_float64_reference(tmp_path):
 
         def check(results):
             [s] = results
-            np.testing.assert_allclose(s["mean"], kept.mean(0), rtol=1e-12)
-            np.testing.assert_allclose(s["std"], kept.std(0), rtol=1e-12)
-            assert (s["count"], s["samples"], s["labels"]) == (len(kept), 5, {0: 2, 1: 3})
+            np.testing.assert_allclose(s.mean, kept.mean(0), rtol=1e-12)
+            np.testing.assert_allclose(s.std, kept.std(0), rtol=1e-12)
+            assert (s.count, s.samples, s.labels) == (len(kept), 5, {"0": 2, "1": 3})
 
         assert_that(stats, check)
-
-
-def test_shard_plan_balances_samples_and_splits_files_when_asked_for_more_shards():
-    units = [(reader.FileTask("f0", "train", 0), 90), (reader.FileTask("f1", "train", 0), 10)]
-    shards = write.plan_shards("train", units, num_shards=4)
-    covered = sorted((t.path, t.sample_range) for s in shards for t in s.tasks)
-    assert covered == [("f0", (0, 22)), ("f0", (22, 45)), ("f0", (45, 67)), ("f0", (67, 90)), ("f1", None)]
-    assert [s.file_name("gzip") for s in shards][0] == "train-00000-of-00004.tfrecord.gz"
-
-
-def test_help_and_flag_errors_exit_cleanly():
-    assert run_pipeline("--help").returncode == 0
-    typo = run_pipeline("--input", "x", "--output_dir", "y", "--max_lenght", "5")
-    assert typo.returncode == 2 and "unknown flag(s) --max_lenght" in typo.stderr
-
-
-def test_dataflow_runner_refuses_local_paths_before_starting():
-    proc = run_pipeline("--input", "data/*.npz", "--output_dir", "gs://bucket/out", "--runner", "DataflowRunner")
-    assert proc.returncode == 2 and "workers cannot see local paths" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from beam_pipeline import npy_io
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_pipeline(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -59,3 +62,17 @@ def write_ragged(path: str, samples: list[np.ndarray], labels) -> None:
     """Writes samples in the ragged layout (x concatenated, lengths, y), compressed."""
     np.savez_compressed(path, x=np.concatenate(samples), lengths=np.array([len(s) for s in samples]),
                         y=np.asarray(labels))
+
+
+def npz_file(**arrays) -> npy_io.ArrayFile:
+    """An in-memory .npz (compressed) opened as the pipeline opens files."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return npy_io.ArrayFile(buf.getvalue())
+
+
+def npy_file(array) -> npy_io.ArrayFile:
+    """An in-memory .npy opened as the pipeline opens files."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return npy_io.ArrayFile(buf.getvalue())

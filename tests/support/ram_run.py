@@ -1,6 +1,6 @@
 """Runs the pipeline with input and output on ram:// (see gfile_fs.py) and prints a JSON
 summary of what it finds there. ram:// lives in one process, so the test runs this module
-as a subprocess and checks its report: `python -m tests.ram_run`."""
+as a subprocess and checks its report: `python -m tests.support.ram_run`."""
 
 import io
 import json
@@ -12,7 +12,7 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import cli, sample_data
-from tests import gfile_fs
+from tests.support import gfile_fs
 
 
 def main() -> None:

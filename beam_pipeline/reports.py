@@ -1,0 +1,125 @@
+"""What the pipeline's steps report to the launcher, as typed records.
+
+The steps write their reports as JSON lines into the output's work directory; once the
+job has finished, the launcher reads them back to build the manifest. Each record kind is
+a dataclass here, and `encode` / `decode` are the only places that know the JSON form, so
+producer and consumer share one schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from beam_pipeline.errors import BadInputError
+
+# Reports of the pipeline's steps: WORK_DIR/reports-*.jsonl.
+REPORTS_PREFIX = "reports"
+
+
+@dataclasses.dataclass(frozen=True)
+class FileReport:
+    """What reading one file task (a file, or a sample range of it) gave.
+
+    Attributes:
+      path: the input file.
+      split: "train" or "eval".
+      bytes: the file's size.
+      sha256: hex digest of the file's bytes (None where the pass did not compute it).
+      sample_range: [start, stop) of the task's samples; None for the whole file.
+      samples: samples the task covers (read, or lost with the file).
+      quarantined: samples refused (all of them when the file is refused).
+      truncated: samples cut to max_length.
+      error: the reason code when the whole file (or range) was refused, else None.
+      written: examples written to the output.
+      shard: the shard file the examples went to.
+    """
+
+    path: str
+    split: str
+    bytes: int
+    sha256: str | None
+    sample_range: tuple[int, int] | None
+    samples: int
+    quarantined: int
+    truncated: int
+    error: str | None
+    written: int = 0
+    shard: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardReport:
+    """One written shard: its path inside the output directory and its example count."""
+
+    split: str
+    file: str
+    examples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class QuarantineRecord:
+    """One refused file or sample: a line of quarantine/quarantine.jsonl (documented in README)."""
+
+    file: str
+    split: str
+    sample_index: int | None
+    reason: str
+    message: str
+    samples: int
+
+    @classmethod
+    def of(cls, path: str, split: str, problem: BadInputError, samples_lost: int) -> QuarantineRecord:
+        return cls(path, split, problem.sample_index, problem.reason, problem.message, samples_lost)
+
+    def to_json(self) -> str:
+        """The record's line in quarantine.jsonl (one kind per file: no tag)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> QuarantineRecord:
+        return cls(**json.loads(line))
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueStats:
+    """Statistics of the training split's valid values, shaped like DatasetSpec.stats_shape.
+
+    Attributes:
+      count: values behind each statistic (per channel, or per element).
+      mean, std, min, max: nested lists shaped like the statistics.
+      samples: training samples summarized.
+      steps: their valid time steps.
+      longest: the longest sample's steps (after truncation).
+      labels: examples per label, keyed by the label's text (class id, or the string).
+    """
+
+    count: int
+    mean: list
+    std: list
+    min: list
+    max: list
+    samples: int
+    steps: int
+    longest: int
+    labels: dict[str, int]
+
+
+# The reports file mixes kinds: each line carries its kind's tag.
+_KINDS: dict[str, type] = {"file": FileReport, "shard": ShardReport, "stats": ValueStats}
+_KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
+
+
+def encode(report: Any) -> str:
+    """A report as one JSON line, tagged with its kind."""
+    return json.dumps({"kind": _KIND_OF[type(report)], **dataclasses.asdict(report)}, sort_keys=True)
+
+
+def decode(line: str) -> Any:
+    """The report a line of `encode` holds."""
+    data = json.loads(line)
+    cls = _KINDS[data.pop("kind")]
+    if cls is FileReport and data["sample_range"] is not None:
+        data["sample_range"] = tuple(data["sample_range"])
+    return cls(**data)

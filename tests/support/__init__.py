@@ -1,0 +1,1 @@
+"""Helpers the tests share: running the CLIs, building inputs, reading outputs back."""
