@@ -1,8 +1,9 @@
 """The analyze pass: training samples -> Arrow RecordBatches -> tf.Transform analyzers.
 
 tf.Transform is fed Arrow RecordBatches through tfx_bsl's TensorAdapter (instance dicts
-are a test-only format, ~30x slower). Alongside, `SummarizeValues` computes the float64
-statistics reported in the manifest from the very same batches.
+are a test-only format, ~30x slower). Its one analyzer is `SummarizeTrainingSplit`: exact
+float64 statistics merged in NumPy, frozen into the transform graph and reported to the
+manifest.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import logging
 
 import apache_beam as beam
 import numpy as np
@@ -19,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
+from beam_pipeline import reports
 from beam_pipeline.moments import Moments
 from beam_pipeline.reports import ValueStats
 from beam_pipeline.samples import SampleBatch
@@ -70,7 +73,7 @@ def to_record_batch(batch: SampleBatch, spec: DatasetSpec) -> pa.RecordBatch:
 
 
 class AnalyzeSamples(beam.PTransform):
-    """Runs the tf.Transform analyzers over training batches and writes the transform graph.
+    """Runs the tf.Transform analysis over training batches and writes the transform graph.
 
     Returns a PCollection holding `output_dir` once `transform_fn/` and
     `transformed_metadata/` are published there (a side input for the transform pass).
@@ -84,60 +87,118 @@ class AnalyzeSamples(beam.PTransform):
     def expand(self, batches):
         spec, output_dir = self._spec, self._output_dir
         record_batches = batches | "ToRecordBatches" >> beam.Map(to_record_batch, spec)
-        temp_dir = FileSystems.join(output_dir, WORK_DIR, "tft_tmp")
-        with tft_beam.Context(temp_dir=temp_dir):
+        summarize = SummarizeTrainingSplit(spec, output_dir)
+        with tft_beam.Context(temp_dir=FileSystems.join(output_dir, WORK_DIR, "tft_tmp")):
             transform_fn = ((record_batches, tensor_adapter_config(spec))
-                            | "Analyze" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(spec)))
+                            | "Analyze" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(spec, summarize)))
         published = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(output_dir)
         return published | "TransformFnDir" >> beam.Map(lambda _: output_dir)
 
 
-@dataclasses.dataclass
-class _StatsAccumulator:
-    values: Moments
+# Per-batch summaries kept for an order-independent merge, at most this many float64 values
+# (128 MB; per-channel statistics of 16 channels reach it after ~250,000 batches, ~2 TB).
+_MAX_KEPT_VALUES = 16 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _Summary:
+    """The training split's statistics so far: per-batch moments of the values, and facts.
+
+    The batches' moments are kept apart and merged once, in an order fixed by their values
+    (Moments.merge_all): the analyze pass's batches are fixed by the plan, so the statistics
+    come out the same to the last bit whatever the runner, its workers or its bundles. That
+    makes every record byte-identical between, say, a one-thread and a two-thread run.
+    """
+
+    parts: tuple[Moments, ...]
     samples: int = 0
     steps: int = 0
     longest: int = 0
     labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
-    def merge(self, other: _StatsAccumulator) -> _StatsAccumulator:
-        return _StatsAccumulator(self.values.merge(other.values), self.samples + other.samples,
-                                 self.steps + other.steps, max(self.longest, other.longest),
-                                 self.labels + other.labels)
+    def merge(self, other: _Summary) -> _Summary:
+        parts = self.parts + other.parts
+        if sum(p.mean.size for p in parts) * 4 > _MAX_KEPT_VALUES:
+            logging.warning("statistics: more than %d per-batch summaries; merging them early (the last bits of "
+                            "the statistics may then depend on the runner's scheduling)", len(parts))
+            parts = (Moments.merge_all(list(parts), parts[0].mean.size),)
+        return _Summary(parts, self.samples + other.samples, self.steps + other.steps,
+                        max(self.longest, other.longest), self.labels + other.labels)
+
+    def moments(self, width: int) -> Moments:
+        return Moments.merge_all(list(self.parts), width)
 
 
-class ValueStatsFn(beam.CombineFn):
-    """Float64 count/mean/std/min/max of valid values, plus lengths and label counts: the
-    statistics reported in the manifest."""
+class _SummaryFn(beam.CombineFn):
+    """Combines tf.Transform's analyzer input batches (values [rows, K], lengths, labels)."""
 
-    def __init__(self, spec: DatasetSpec):
-        self._spec = spec
+    def __init__(self, width: int):
+        self._width = width
 
-    def _width(self) -> int:
-        s = self._spec
-        return s.max_length * s.step_size if s.per_element else s.num_channels
+    def create_accumulator(self) -> _Summary:
+        return _Summary(())
 
-    def create_accumulator(self) -> _StatsAccumulator:
-        return _StatsAccumulator(Moments.empty(self._width()))
-
-    def add_input(self, acc: _StatsAccumulator, batch: SampleBatch) -> _StatsAccumulator:
-        labels = collections.Counter(batch.labels.tolist())
-        part = _StatsAccumulator(Moments.of(batch.values.reshape(-1, self._width())), len(batch),
-                                 int(batch.lengths.sum()), int(batch.lengths.max(initial=0)), labels)
+    def add_input(self, acc: _Summary, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _Summary:
+        values, lengths, labels = batch
+        part = _Summary((Moments.of(values.reshape(-1, self._width)),), len(lengths), int(lengths.sum()),
+                        int(lengths.max(initial=0)), collections.Counter(labels.tolist()))
         return acc.merge(part)
 
-    def merge_accumulators(self, accumulators) -> _StatsAccumulator:
-        return functools.reduce(_StatsAccumulator.merge, accumulators, self.create_accumulator())
+    def merge_accumulators(self, accumulators) -> _Summary:
+        return functools.reduce(_Summary.merge, accumulators, self.create_accumulator())
 
-    def extract_output(self, acc: _StatsAccumulator) -> ValueStats:
-        shape = list(self._spec.stats_shape)
+    def extract_output(self, acc: _Summary) -> tuple[Moments, _Summary]:
+        return acc.moments(self._width), acc
 
-        def shaped(a: np.ndarray) -> list:
-            return a.reshape(shape).tolist()
 
-        labels = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v
-                  for k, v in sorted(acc.labels.items())}
-        m = acc.values
-        return ValueStats(count=m.count, mean=shaped(m.mean), std=shaped(m.std), min=shaped(m.min),
-                          max=shaped(m.max), samples=acc.samples, steps=acc.steps, longest=acc.longest,
-                          labels=labels)
+class SummarizeTrainingSplit(beam.PTransform):
+    """The statistics analyzer of the preprocessing_fn (see transforms/preprocessing.py).
+
+    tf.Transform hands it the analyzer's inputs, batch by batch, over the whole training
+    split; it returns mean, var, min, max (float64 [K]) and the largest integer label, which
+    tf.Transform freezes into the transform graph. The same numbers, with the split's sample
+    counts, are written as a `ValueStats` report for the manifest: the manifest reports the
+    very statistics the transform uses.
+    """
+
+    def __init__(self, spec: DatasetSpec, output_dir: str):
+        super().__init__()
+        self._spec = spec
+        self._output_dir = output_dir
+
+    def expand(self, batches):
+        summary = batches | "Summarize" >> beam.CombineGlobally(_SummaryFn(self._spec.stats_width))
+        outputs = summary | "Outputs" >> beam.ParDo(_AnalyzerOutputs(self._spec, self._output_dir)).with_outputs(
+            *_OUTPUTS)
+        return tuple(outputs[name] for name in _OUTPUTS)
+
+
+_OUTPUTS = ("mean", "var", "min", "max", "largest_label")
+
+
+class _AnalyzerOutputs(beam.DoFn):
+    """Hands the statistics to tf.Transform, and reports them to the launcher."""
+
+    def __init__(self, spec: DatasetSpec, output_dir: str):
+        self._spec = spec
+        self._output_dir = output_dir
+
+    def process(self, summary: tuple[Moments, _Summary]):
+        reports.write_reports(self._output_dir, "statistics", [_value_stats(summary, self._spec)])
+        m, s = summary
+        int_labels = [k for k in s.labels if not isinstance(k, bytes)]
+        for name, value in zip(_OUTPUTS, (m.mean, m.variance, m.min, m.max, np.int64(max(int_labels, default=-1)))):
+            yield beam.pvalue.TaggedOutput(name, value)
+
+
+def _value_stats(summary: tuple[Moments, _Summary], spec: DatasetSpec) -> ValueStats:
+    m, s = summary
+    shape = list(spec.stats_shape)
+
+    def shaped(a: np.ndarray) -> list:
+        return a.reshape(shape).tolist()
+
+    labels = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v
+              for k, v in sorted(s.labels.items())}
+    return ValueStats(count=m.count, mean=shaped(m.mean), std=shaped(m.std), min=shaped(m.min), max=shaped(m.max),
+                      samples=s.samples, steps=s.steps, longest=s.longest, labels=labels)

@@ -14,7 +14,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import reader, reports
+from beam_pipeline import reports
 from beam_pipeline.errors import RunFailedError
 from beam_pipeline.plan import FileTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport, ValueStats
@@ -22,15 +22,6 @@ from transforms import features, outputs
 from transforms.features import DatasetSpec
 
 FORMAT_VERSION = 1
-
-
-def _lines(pattern: str) -> list[str]:
-    """Every non-empty line of the files matching a pattern."""
-    lines = []
-    for result in FileSystems.match([pattern]):
-        for meta in result.metadata_list:
-            lines += [line for line in reader.read_bytes(meta.path).decode("utf-8").splitlines() if line.strip()]
-    return lines
 
 
 def write_text(path: str, text: str) -> None:
@@ -73,19 +64,16 @@ def _label_vocabulary(output_dir: str, spec: DatasetSpec) -> list[str] | None:
 
 
 def build_manifest(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask]],
-                   argv: list[str], compression: str) -> dict[str, Any]:
-    """Assembles the manifest from the pipeline's reports.
+                   argv: list[str], compression: str, steps: list[Any]) -> dict[str, Any]:
+    """Assembles the manifest from the pipeline's reports (`steps`).
 
     Raises:
       RuntimeError: if any count fails to reconcile (a bug, never bad input).
     """
-    steps = [reports.decode(line)
-             for line in _lines(FileSystems.join(output_dir, outputs.WORK_DIR, reports.REPORTS_PREFIX + "*"))]
     files = [r for r in steps if isinstance(r, FileReport)]
     shards = [r for r in steps if isinstance(r, ShardReport)]
     [stats] = [r for r in steps if isinstance(r, ValueStats)]
-    quarantine = [QuarantineRecord.from_json(line) for line in
-                  _lines(FileSystems.join(output_dir, outputs.QUARANTINE_DIR, outputs.QUARANTINE_FILE))]
+    quarantine = [r for r in steps if isinstance(r, QuarantineRecord)]
     split_summaries = {
         split: _split_summary(split, tasks, [r for r in files if r.split == split],
                               [r for r in shards if r.split == split])
@@ -141,8 +129,8 @@ def _check_bad_fraction(m: dict[str, Any], limit: float) -> None:
 
 def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: list[str],
             compression: str, max_bad_fraction: float) -> dict[str, Any]:
-    """Writes the manifest, removes the work directory, and marks the run complete with
-    _SUCCESS unless more input was bad than `max_bad_fraction` allows.
+    """Writes the quarantine file (sorted) and the manifest, removes the work directory, and
+    marks the run complete with _SUCCESS unless more input was bad than `max_bad_fraction` allows.
 
     Returns:
       The manifest.
@@ -150,7 +138,12 @@ def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask
     Raises:
       RunFailedError: too much bad input (the manifest is written, _SUCCESS is not).
     """
-    m = build_manifest(output_dir, spec, matched, argv, compression)
+    steps = reports.read_reports(output_dir)
+    quarantine = sorted((r for r in steps if isinstance(r, QuarantineRecord)),
+                        key=lambda q: (q.split, q.file, q.sample_index is not None, q.sample_index or 0, q.reason))
+    write_text(FileSystems.join(output_dir, outputs.QUARANTINE_DIR, outputs.QUARANTINE_FILE),
+               "".join(q.to_json() + "\n" for q in quarantine))
+    m = build_manifest(output_dir, spec, matched, argv, compression, steps)
     write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
     FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
     _check_bad_fraction(m, max_bad_fraction)

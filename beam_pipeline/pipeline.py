@@ -9,18 +9,14 @@ cheaper than holding the dataset in memory, and memory stays flat as data grows.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import layouts, plan, reader, reports, samples
-from beam_pipeline.analyze import AnalyzeSamples, ValueStatsFn
-from beam_pipeline.reports import REPORTS_PREFIX, QuarantineRecord
+from beam_pipeline import layouts, plan, reader, samples
+from beam_pipeline.analyze import AnalyzeSamples
+from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.write import WriteShardFn
 from transforms.features import DatasetSpec
-from transforms.outputs import QUARANTINE_DIR, QUARANTINE_FILE, WORK_DIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,55 +28,39 @@ class RunConfig:
     read_options: layouts.ReadOptions
     chunk_bytes: int
     compression: str
+    decode_cache: str | None = None   # a local directory of decoded inputs (see decode_ahead.py)
+
+    def cache(self) -> DecodeCache | None:
+        return DecodeCache(self.decode_cache) if self.decode_cache else None
 
 
-class PoolBatches(beam.DoFn):
-    """Merges small SampleBatches within a bundle up to ~chunk_bytes (see samples.Pool)."""
-
-    def __init__(self, chunk_bytes: int):
-        self._chunk_bytes = chunk_bytes
-        self._pool = samples.Pool(chunk_bytes)
-
-    def start_bundle(self):
-        self._pool = samples.Pool(self._chunk_bytes)
-
-    def process(self, batch: samples.SampleBatch):
-        full = self._pool.add(batch, batch.values.nbytes)
-        if full:
-            yield samples.concat_batches(full)
-
-    def finish_bundle(self):
-        rest = self._pool.take()
-        if rest:
-            yield beam.transforms.window.GlobalWindows.windowed_value(samples.concat_batches(rest))
+def _read_group(group: plan.ReadGroup, c: RunConfig):
+    """The valid samples of a group of file tasks, in batches of about chunk_bytes."""
+    pool = samples.Pool(c.chunk_bytes)
+    for task in group:
+        for batch in reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False,
+                                      cache=c.cache()).batches:
+            full = pool.add(batch, batch.values.nbytes)
+            if full:
+                yield samples.concat_batches(full)
+    rest = pool.take()
+    if rest:
+        yield samples.concat_batches(rest)
 
 
 class ReadSamples(beam.PTransform):
-    """File tasks -> valid SampleBatches (refusals are reported by the transform pass)."""
+    """Groups of file tasks -> valid SampleBatches (refusals are reported by the transform pass)."""
 
     def __init__(self, config: RunConfig):
         super().__init__()
         self._config = config
 
-    def expand(self, tasks):
-        c = self._config
-        return (tasks
+    def expand(self, groups):
+        return (groups
                 # Without the reshuffle, the runner fuses the read with Create and one
                 # worker would read every file.
                 | "Distribute" >> beam.Reshuffle()
-                | "Read" >> beam.FlatMap(
-                    lambda t: reader.read_task(t, c.read_options, c.spec, c.chunk_bytes, digest=False).batches)
-                | "Pool" >> beam.ParDo(PoolBatches(c.chunk_bytes)))
-
-
-@beam.ptransform_fn
-def WriteJsonLines(pcoll, path_prefix: str, encode: Callable[[Any], str],  # noqa: N802 - a PTransform
-                   single_file: bool = False):
-    """Writes records as JSON lines: one file, or runner-chosen shards named PREFIX-*.jsonl."""
-    lines = pcoll | "ToJson" >> beam.Map(encode)
-    if single_file:
-        return lines | "Write" >> beam.io.WriteToText(path_prefix, shard_name_template="", num_shards=1)
-    return lines | "Write" >> beam.io.WriteToText(path_prefix, file_name_suffix=".jsonl")
+                | "Read" >> beam.FlatMap(_read_group, self._config))
 
 
 def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan) -> None:
@@ -90,16 +70,11 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan) -> None
                | "TrainFiles" >> beam.Create(work.analysis)
                | "ReadTrainForAnalysis" >> ReadSamples(config))
     transform_dir = batches | "AnalyzeTrain" >> AnalyzeSamples(config.spec, out)
-    stats = batches | "SummarizeValues" >> beam.CombineGlobally(ValueStatsFn(config.spec))
 
-    results = (p
-               | "Shards" >> beam.Create(work.shards)
-               | "DistributeShards" >> beam.Reshuffle()
-               | "TransformAndWrite" >> beam.ParDo(
-                   WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes, config.compression),
-                   beam.pvalue.AsSingleton(transform_dir)).with_outputs("files", "quarantine", main="shards"))
-
-    steps = (results.shards, results.files, stats) | "Reports" >> beam.Flatten()
-    _ = steps | "WriteReports" >> WriteJsonLines(FileSystems.join(out, WORK_DIR, REPORTS_PREFIX), reports.encode)
-    _ = results.quarantine | "WriteQuarantine" >> WriteJsonLines(
-        FileSystems.join(out, QUARANTINE_DIR, QUARANTINE_FILE), QuarantineRecord.to_json, single_file=True)
+    _ = (p
+         | "Shards" >> beam.Create(work.shards)
+         | "DistributeShards" >> beam.Reshuffle()
+         | "TransformAndWrite" >> beam.ParDo(
+             WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes, config.compression,
+                          config.cache()),
+             beam.pvalue.AsSingleton(transform_dir)))

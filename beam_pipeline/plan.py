@@ -88,16 +88,38 @@ def _assign(split: str, units: list[Unit], num_shards: int) -> list[ShardTask]:
     return [ShardTask(split, i, num_shards, tuple(t)) for i, t in enumerate(assigned)]
 
 
+# Training tasks read together by the analyze pass, in plan order.
+ReadGroup = tuple[FileTask, ...]
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The job's work: the training tasks the analyze pass reads, and the shards to write."""
+    """The job's work: the training tasks the analyze pass reads, in groups, and the shards."""
 
-    analysis: tuple[FileTask, ...]
+    analysis: tuple[ReadGroup, ...]
     shards: tuple[ShardTask, ...]
 
 
+def _groups(tasks: list[FileTask], group_bytes: int) -> tuple[ReadGroup, ...]:
+    """Consecutive tasks gathered until their files reach group_bytes.
+
+    The analyze pass cuts each group's samples into batches: small files share batches
+    (thousands of tiny files cost few graph calls), and since the groups are fixed here,
+    the batches tf.Transform sees are the same whatever the runner, its workers and its
+    bundles; so are the statistics, to the last bit (see analyze.py).
+    """
+    groups, group, size = [], [], 0
+    for task in tasks:
+        group.append(task)
+        size += task.size
+        if size >= group_bytes:
+            groups.append(tuple(group))
+            group, size = [], 0
+    return tuple(groups + ([tuple(group)] if group else []))
+
+
 def make_plan(files: dict[str, list[Unit]], spec: DatasetSpec, *, num_shards: int,
-              samples_per_task: int) -> Plan:
+              samples_per_task: int, group_bytes: int) -> Plan:
     """Plans both passes.
 
     Args:
@@ -106,6 +128,7 @@ def make_plan(files: dict[str, list[Unit]], spec: DatasetSpec, *, num_shards: in
       spec: the dataset spec (sizes the shards).
       num_shards: shards per split; 0 picks shards of ~TARGET_SHARD_BYTES.
       samples_per_task: files with more samples are read as several ranges.
+      group_bytes: the analyze pass reads smaller files in groups of about this many bytes.
 
     When an explicit num_shards exceeds a split's work units, its units are cut further for
     writing (each range re-reads its file, the price of honoring the flag); the analyze pass
@@ -121,4 +144,4 @@ def make_plan(files: dict[str, list[Unit]], spec: DatasetSpec, *, num_shards: in
         if len(pieces) < count:
             pieces = _cut_all(pieces, max(1, math.ceil(total / count)))
         shards += _assign(split, pieces, count)
-    return Plan(tuple(task for task, _ in units.get(outputs.TRAIN, [])), tuple(shards))
+    return Plan(_groups([task for task, _ in units.get(outputs.TRAIN, [])], group_bytes), tuple(shards))

@@ -14,6 +14,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, npy_io, samples
+from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import FileTask
 from beam_pipeline.reports import FileReport, QuarantineRecord
 from transforms.features import DatasetSpec
@@ -52,7 +53,7 @@ def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.File
     Args:
       task: the file.
       opts: layout flags.
-      source: the file's bytes or a seekable stream.
+      source: the file's bytes, a seekable stream, or the file opened already.
 
     Raises:
       errors.BadInputError: whatever is wrong with the file, never another exception.
@@ -66,7 +67,7 @@ def plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.File
 def _plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.FilePlan:
     if task.label == "":
         raise errors.BadInputError(errors.MISSING_LABEL, "no label for this file in --labels_csv")
-    af = npy_io.ArrayFile(source)
+    af = source if isinstance(source, npy_io.ArrayFile) else npy_io.ArrayFile(source)
     sibling = None
     if task.labels_path is not None:
         if not FileSystems.exists(task.labels_path):
@@ -89,17 +90,29 @@ class TaskRead:
     batches: list[samples.SampleBatch]
 
 
-def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec,
-              chunk_bytes: int, digest: bool = True) -> TaskRead:
-    """Reads, checks and batches a task's samples; never raises for bad input."""
+def _open(task: FileTask, opts: layouts.ReadOptions, digest: bool,
+          cache: DecodeCache | None) -> tuple[npy_io.ArrayFile | bytes, int, str | None]:
+    """The task's file (decoded ahead where a cache has it), its size and sha256 (if asked for)."""
+    decoded = cache.get(task.path, opts.max_file_bytes) if cache is not None else None
+    if decoded is not None:
+        return npy_io.ArrayFile.of_members(decoded.members), decoded.size, decoded.sha256
+    data = read_bytes(task.path)
+    return data, len(data), hashlib.sha256(data).hexdigest() if digest else None
+
+
+def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chunk_bytes: int,
+              digest: bool = True, cache: DecodeCache | None = None) -> TaskRead:
+    """Reads, checks and batches a task's samples; never raises for bad input.
+
+    Args:
+      digest: compute the file's sha256 (only the pass that reports files needs it).
+      cache: decoded inputs to read instead of inflating the files again (local runs).
+    """
     plan, size, sha256 = None, task.size, None
     try:
         _check_not_empty(task)
-        data = read_bytes(task.path)
-        size = len(data)
-        if digest:   # only the pass that reports files needs it
-            sha256 = hashlib.sha256(data).hexdigest()
-        plan = plan_task(task, opts, data)
+        source, size, sha256 = _open(task, opts, digest, cache)
+        plan = plan_task(task, opts, source)
         samples.check_file_against_spec(plan, spec)
         values = plan.read_values(task.sample_range)
         selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,

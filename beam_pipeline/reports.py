@@ -1,21 +1,27 @@
 """What the pipeline's steps report to the launcher, as typed records.
 
 The steps write their reports as JSON lines into the output's work directory; once the
-job has finished, the launcher reads them back to build the manifest. Each record kind is
-a dataclass here, and `encode` / `decode` are the only places that know the JSON form, so
-producer and consumer share one schema.
+job has finished, the launcher reads them back to build the manifest and the quarantine
+file. Each record kind is a dataclass here, and `encode` / `decode` are the only places
+that know the JSON form, so producer and consumer share one schema. Steps write their own
+files (no sink transforms: each costs the in-process runner several stages).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from typing import Any
 
-from beam_pipeline.errors import BadInputError
+from apache_beam.io.filesystems import FileSystems
 
-# Reports of the pipeline's steps: WORK_DIR/reports-*.jsonl.
-REPORTS_PREFIX = "reports"
+from beam_pipeline.errors import BadInputError
+from transforms.outputs import WORK_DIR
+
+# Every file in the output's WORK_DIR/reports/ holds reports: one file per step that
+# reports (a shard, the statistics), named after it, so a retried step rewrites its own.
+_REPORTS_DIR = "reports"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +83,6 @@ class QuarantineRecord:
         """The record's line in quarantine.jsonl (one kind per file: no tag)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_json(cls, line: str) -> QuarantineRecord:
-        return cls(**json.loads(line))
-
 
 @dataclasses.dataclass(frozen=True)
 class ValueStats:
@@ -106,8 +108,9 @@ class ValueStats:
     labels: dict[str, int]
 
 
-# The reports file mixes kinds: each line carries its kind's tag.
-_KINDS: dict[str, type] = {"file": FileReport, "shard": ShardReport, "stats": ValueStats}
+# A reports file mixes kinds: each line carries its kind's tag.
+_KINDS: dict[str, type] = {"file": FileReport, "shard": ShardReport, "stats": ValueStats,
+                           "quarantine": QuarantineRecord}
 _KIND_OF = {cls: kind for kind, cls in _KINDS.items()}
 
 
@@ -123,3 +126,19 @@ def decode(line: str) -> Any:
     if cls is FileReport and data["sample_range"] is not None:
         data["sample_range"] = tuple(data["sample_range"])
     return cls(**data)
+
+
+def write_reports(output_dir: str, name: str, records: Iterable[Any]) -> None:
+    """Writes a step's reports to WORK_DIR/reports/NAME.jsonl, replacing an earlier attempt's."""
+    with FileSystems.create(FileSystems.join(output_dir, WORK_DIR, _REPORTS_DIR, name + ".jsonl")) as f:
+        f.write("".join(encode(r) + "\n" for r in records).encode("utf-8"))
+
+
+def read_reports(output_dir: str) -> list[Any]:
+    """Every report the steps wrote."""
+    found = []
+    for result in FileSystems.match([FileSystems.join(output_dir, WORK_DIR, _REPORTS_DIR, "*.jsonl")]):
+        for meta in result.metadata_list:
+            with FileSystems.open(meta.path) as f:
+                found += [decode(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
+    return found

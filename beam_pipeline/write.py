@@ -19,7 +19,8 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import errors, layouts, reader, tfrecord
+from beam_pipeline import errors, layouts, reader, reports, tfrecord
+from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import ShardTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
 from beam_pipeline.samples import Pool, SampleBatch, concat_batches
@@ -62,16 +63,17 @@ def _trace_transform(transform_dir: str, spec: DatasetSpec) -> Callable:
 class WriteShardFn(beam.DoFn):
     """Reads a shard's files, transforms them with the saved graph and writes the shard.
 
-    Main output: a shard report. Tagged outputs: "files" (one report per file task) and
-    "quarantine" (one record per refused file or sample).
+    Outputs nothing: it writes the shard, then its reports (the shard's, one per file task,
+    one per refused file or sample) for the launcher to read (see reports.py).
     """
 
     def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
-                 chunk_bytes: int, compression: str):
+                 chunk_bytes: int, compression: str, cache: DecodeCache | None = None):
         self._output_dir = output_dir
         self._spec = spec
         self._opts = opts
         self._chunk_bytes = chunk_bytes
+        self._cache = cache
         self._compression = compression
         self._transform = None
         self._encoder = tfrecord.ExampleEncoder(features.X, [features.LENGTH, features.LABEL])
@@ -117,7 +119,7 @@ class WriteShardFn(beam.DoFn):
         files, pool, examples = [], Pool(self._chunk_bytes), 0
         with FileSystems.create(temp, compression_type=compression) as sink:
             for task in shard.tasks:
-                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
+                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes, cache=self._cache)
                 progress = _FileProgress(read)
                 files.append(progress)
                 batches, read.batches = read.batches, []   # reports outlive the shard; data must not
@@ -131,14 +133,13 @@ class WriteShardFn(beam.DoFn):
         if FileSystems.exists(final):
             FileSystems.delete([final])
         FileSystems.rename([temp], [final])
+        found: list = [ShardReport(shard.split, f"{outputs.DATA_DIR}/{name}", examples)]
         for progress in files:
             report, quarantine = progress.results(f"{outputs.DATA_DIR}/{name}")
             self._written.inc(report.written)
             self._refused.inc(report.quarantined)
-            yield beam.pvalue.TaggedOutput("files", report)
-            for record in quarantine:
-                yield beam.pvalue.TaggedOutput("quarantine", record)
-        yield ShardReport(shard.split, f"{outputs.DATA_DIR}/{name}", examples)
+            found += [report, *quarantine]
+        reports.write_reports(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found)
 
 
 @dataclasses.dataclass

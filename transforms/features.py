@@ -103,6 +103,11 @@ class DatasetSpec:
         return (self.num_channels,)
 
     @property
+    def stats_width(self) -> int:
+        """Number of statistics of each kind (the product of stats_shape)."""
+        return math.prod(self.stats_shape)
+
+    @property
     def raw_x_dtype(self) -> str:
         """dtype name of the flattened values in a raw Example ("float32" or "int64")."""
         return "int64" if self.source_dtype in _INT64_SOURCE_DTYPES else "float32"

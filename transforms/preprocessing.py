@@ -1,8 +1,14 @@
 """The tf.Transform preprocessing_fn: full-dataset statistics, normalization, padding.
 
-Pure TensorFlow + tf.Transform analyzers; no Beam. The same graph is applied by the pipeline
-(to write the TFRecords) and by the serving signature (to raw requests), so training and
-serving cannot disagree.
+Pure TensorFlow + tf.Transform; no Beam. The same graph is applied by the pipeline (to write
+the TFRecords) and by the serving signature (to raw requests), so training and serving
+cannot disagree.
+
+The statistics are one tf.Transform analyzer, `tft.experimental.ptransform_analyzer`, whose
+computation the pipeline provides (a Beam PTransform, passed in, so this module imports no
+Beam): exact float64 moments of the valid values, merged in NumPy, about 4x cheaper than
+tf.Transform's own min/max/mean/var analyzers, and in one pass. tf.Transform runs it over
+the whole training split inside AnalyzeDataset and freezes its outputs into the graph.
 
 Policy, in the order the graph applies it:
   1. Samples longer than `max_length` steps are truncated (the pipeline counts them).
@@ -17,6 +23,7 @@ Policy, in the order the graph applies it:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -26,20 +33,34 @@ from transforms import features
 TensorDict = dict[str, tf.Tensor | tf.SparseTensor]
 
 
-def _normalize(values: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
-    """Normalizes float64 values of shape [rows, K] with full-dataset statistics over rows.
+# What the statistics analyzer returns, in this order: float64 [K] each, then the largest
+# integer label (int64 scalar; -1 when labels are strings or the split is empty).
+STATISTICS = ("mean", "var", "min", "max")
+_LARGEST_LABEL = "largest_label"
 
-    K is the number of channels (statistics per channel of the last axis) or the number of
-    elements of a sample (per-element statistics).
-    """
+
+def _statistics(values: tf.Tensor, inputs: TensorDict, spec: features.DatasetSpec,
+                summarize: Any) -> dict[str, tf.Tensor]:
+    """Full-dataset statistics of [rows, K] values (per channel or per element), computed
+    by the pipeline's `summarize` PTransform inside tf.Transform's analysis."""
+    width = values.shape[-1]
+    outputs = tft.experimental.ptransform_analyzer(
+        inputs=[values, inputs[features.LENGTH], inputs[features.LABEL]],
+        ptransform=summarize,
+        output_dtypes=[tf.float64] * len(STATISTICS) + [tf.int64],
+        output_shapes=[[width]] * len(STATISTICS) + [[]],
+        name="statistics")
+    return dict(zip((*STATISTICS, _LARGEST_LABEL), outputs))
+
+
+def _normalize(values: tf.Tensor, spec: features.DatasetSpec, stats: dict[str, tf.Tensor]) -> tf.Tensor:
+    """Normalizes float64 values of shape [rows, K] with full-dataset statistics over rows."""
     if spec.normalize == "none":
         return values
-    lo = tft.min(values, reduce_instance_dims=False)
-    hi = tft.max(values, reduce_instance_dims=False)
+    lo, hi = stats["min"], stats["max"]
     varies = hi > lo
     if spec.normalize == "zscore":
-        center = tft.mean(values, reduce_instance_dims=False)
-        scale = tf.sqrt(tf.maximum(tft.var(values, reduce_instance_dims=False), 0.0))
+        center, scale = stats["mean"], tf.sqrt(tf.maximum(stats["var"], 0.0))
     else:  # minmax
         center, scale = lo, hi - lo
     # Guarding on max > min (exact) rather than std > 0 (subject to rounding) is what makes
@@ -49,7 +70,7 @@ def _normalize(values: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
     return (values - center) * inverse
 
 
-def _label_ids(label: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
+def _label_ids(label: tf.Tensor, spec: features.DatasetSpec, largest_label: tf.Tensor) -> tf.Tensor:
     """Class ids: strings through a vocabulary of the training split; integers as they are.
 
     Either way, a label the training split never had (a string outside the vocabulary, an
@@ -63,15 +84,19 @@ def _label_ids(label: tf.Tensor, spec: features.DatasetSpec) -> tf.Tensor:
             vocab_filename=features.LABEL_VOCABULARY,
         )
     label = tf.cast(label, tf.int64)
-    known = (label >= 0) & (label <= tft.max(label))
+    known = (label >= 0) & (label <= largest_label)
     return tf.where(known, label, tf.constant(features.UNKNOWN_LABEL_ID, tf.int64))
 
 
-def make_preprocessing_fn(spec: features.DatasetSpec) -> Callable[[TensorDict], TensorDict]:
+def make_preprocessing_fn(spec: features.DatasetSpec, summarize: Any) -> Callable[[TensorDict], TensorDict]:
     """Builds the preprocessing_fn for a dataset.
 
     Args:
       spec: the dataset's shapes, dtype, padding and normalization choices.
+      summarize: a Beam PTransform from batches of (values [rows, K], lengths [n], labels [n])
+        as NumPy arrays to one each of mean, var, min, max (float64 [K]) and the largest
+        integer label (int64); K is the number of channels, or of elements per sample with
+        per-element statistics. See beam_pipeline/analyze.py.
 
     Returns:
       A function from raw tensors (`spec.raw_feature_spec()`) to fixed-shape transformed
@@ -93,18 +118,22 @@ def make_preprocessing_fn(spec: features.DatasetSpec) -> Callable[[TensorDict], 
         if spec.per_element:
             # Fixed-shape data only (checked by the pipeline): every row is full, so the
             # dense view holds real values only.
-            dense = tf.cast(rows.to_tensor(shape=[None, padded_width]), tf.float64)
-            normalized = tf.cast(_normalize(dense, spec), tf.float32)
+            dense = rows.to_tensor(shape=[None, padded_width])
+            stats = _statistics(dense, inputs, spec, summarize)
+            normalized = tf.cast(_normalize(tf.cast(dense, tf.float64), spec, stats), tf.float32)
         else:
-            values = tf.reshape(tf.cast(rows.flat_values, tf.float64), [-1, spec.num_channels])
-            scaled = tf.reshape(tf.cast(_normalize(values, spec), tf.float32), [-1])
+            # The analyzer takes the raw values (float32 or int64): it computes in float64
+            # itself, and a cast here would double the bytes it is fed.
+            values = tf.reshape(rows.flat_values, [-1, spec.num_channels])
+            stats = _statistics(values, inputs, spec, summarize)
+            scaled = tf.reshape(tf.cast(_normalize(tf.cast(values, tf.float64), spec, stats), tf.float32), [-1])
             normalized = rows.with_flat_values(scaled).to_tensor(
                 default_value=0.0, shape=[None, padded_width])
         length = tf.minimum(rows.row_lengths() // step, spec.max_length)
         return {
             features.X: tf.reshape(normalized, [-1, *spec.padded_shape]),
             features.LENGTH: tf.cast(length, tf.int64),
-            features.LABEL: _label_ids(inputs[features.LABEL], spec),
+            features.LABEL: _label_ids(inputs[features.LABEL], spec, stats[_LARGEST_LABEL]),
         }
 
     return preprocessing_fn
