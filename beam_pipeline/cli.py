@@ -24,13 +24,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
+import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
-from beam_pipeline import decode_ahead, layouts, plan  # noqa: E402
+import numpy as np  # noqa: E402
+
+from beam_pipeline import buckets, decode_ahead, layouts, plan  # noqa: E402
 from beam_pipeline.errors import RunFailedError, UsageError  # noqa: E402
 from transforms import features, outputs  # noqa: E402
 
@@ -81,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--max_length", default="auto",
                       help="pad to this many steps; 'auto' = the longest training sample. Longer samples "
                            "are truncated and counted")
+    norm.add_argument("--length_buckets", default="off", metavar="off|auto|N|B1,B2,...",
+                      help="store each sequence padded to the smallest of a few lengths instead of max_length: "
+                           "N buckets chosen from the training lengths to minimize the stored size, 'auto' (also "
+                           "picks N), or explicit bounds; the largest bound is always max_length")
     bad = p.add_argument_group("bad input")
     bad.add_argument("--max_bad_fraction", type=float, default=0.05,
                      help="fail the run when a split loses more than this fraction of its samples or files")
@@ -160,6 +167,8 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
 
     if args.num_shards < 0:
         raise UsageError("--num_shards must be >= 0")
+    if args.length_buckets not in ("off", "auto"):
+        _bucket_values(args.length_buckets)
     unknown = _unknown_flags(beam_args)
     if unknown:
         raise UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
@@ -215,11 +224,38 @@ def _plan(args: argparse.Namespace, matched: dict[str, list[plan.FileTask]]
     scans = {split: scan.scan_files(tasks, opts) for split, tasks in matched.items()}
     spec = scan.infer_spec(scans[outputs.TRAIN], scans.get(outputs.EVAL, []), max_length=args.max_length,
                            normalize=args.normalize, per_element=args.per_element)
+    if args.length_buckets != "off":
+        spec = dataclasses.replace(spec, length_buckets=_bucket_bounds(args.length_buckets, spec, scans[outputs.TRAIN]))
     logging.info("dataset spec: %s", spec)
     files = {split: [(s.task, s.plan.num_samples if s.plan is not None else 0) for s in split_scans]
              for split, split_scans in scans.items()}
     return spec, plan.make_plan(files, spec, num_shards=args.num_shards, samples_per_task=args.samples_per_task,
                                 group_bytes=_chunk_bytes(args))
+
+
+def _bucket_values(flag: str) -> list[int]:
+    """--length_buckets N or B1,B2,... as numbers (UsageError when it is neither)."""
+    try:
+        values = [int(v) for v in flag.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise UsageError(f"--length_buckets must be off, auto, a count or comma-separated bounds >= 1; got {flag!r}")
+    return values
+
+
+def _bucket_bounds(flag: str, spec: features.DatasetSpec, train: list) -> tuple[int, ...]:
+    """--length_buckets as bounds, chosen from the scanned training lengths (cut to max_length)."""
+    if spec.per_element:
+        raise UsageError("--length_buckets applies to sequences; --per_element data has one length")
+    lengths = [np.minimum(s.plan.lengths, spec.max_length) for s in train if s.plan is not None]
+    hist = buckets.Histogram.of(np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
+    if flag == "auto":
+        return buckets.auto_bounds(hist, spec.max_length)
+    values = _bucket_values(flag)
+    if len(values) == 1:
+        return buckets.optimal_bounds(hist, spec.max_length, values[0])
+    return buckets.explicit_bounds(values, spec.max_length)
 
 
 def _new_pipeline(beam_args: list[str]):

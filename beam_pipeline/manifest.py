@@ -14,7 +14,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import reports
+from beam_pipeline import buckets, reports
 from beam_pipeline.errors import RunFailedError
 from beam_pipeline.plan import FileTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport, ValueStats
@@ -42,7 +42,8 @@ def _split_summary(split: str, tasks: list[FileTask], files: list[FileReport],
         "examples_written": sum(r.written for r in files),
         "examples_quarantined": sum(r.quarantined for r in files),
         "examples_truncated": sum(r.truncated for r in files),
-        "shards": sorted(({"file": r.file, "examples": r.examples} for r in shards), key=lambda s: s["file"]),
+        "shards": sorted(({"file": r.file, "examples": r.examples, "length": r.length} for r in shards),
+                         key=lambda s: s["file"]),
     }
     reported = {r.path for r in files}
     if reported != paths:
@@ -82,6 +83,7 @@ def build_manifest(output_dir: str, spec: DatasetSpec, matched: dict[str, list[F
     inputs = {}
     for r in sorted(files, key=lambda r: r.path):
         inputs.setdefault(r.path, {"path": r.path, "split": r.split, "bytes": r.bytes, "sha256": r.sha256})
+    histograms = {split: _written_lengths([r for r in shards if r.split == split]) for split in matched}
     label_vocabulary = _label_vocabulary(output_dir, spec)
     if spec.label_kind == "string":
         num_classes = len(label_vocabulary or [])
@@ -107,6 +109,8 @@ def build_manifest(output_dir: str, spec: DatasetSpec, matched: dict[str, list[F
             "train_longest_sample": stats.longest,
         },
         "splits": split_summaries,
+        "length_buckets": _buckets_summary(spec, split_summaries),
+        "padding": _padding(spec, histograms),
         "quarantine": {
             "file": f"{outputs.QUARANTINE_DIR}/{outputs.QUARANTINE_FILE}",
             "records": len(quarantine),
@@ -114,6 +118,35 @@ def build_manifest(output_dir: str, spec: DatasetSpec, matched: dict[str, list[F
         },
         "inputs": list(inputs.values()),
     }
+
+
+def _written_lengths(shards: list[ShardReport]) -> buckets.Histogram:
+    counts: collections.Counter = collections.Counter()
+    for shard in shards:
+        counts.update({length: count for length, count in shard.lengths})
+    return buckets.Histogram.from_counts(counts)
+
+
+def _buckets_summary(spec: DatasetSpec, splits: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The bucket bounds, and per split each bucket's examples and shard files."""
+    if not spec.length_buckets:
+        return None
+    per_split = {}
+    for split, summary in splits.items():
+        per_split[split] = [{"length": bound,
+                             "examples": sum(s["examples"] for s in summary["shards"] if s["length"] == bound),
+                             "shards": sum(1 for s in summary["shards"] if s["length"] == bound)}
+                            for bound in spec.length_buckets]
+    return {"bounds": list(spec.length_buckets), "splits": per_split}
+
+
+def _padding(spec: DatasetSpec, histograms: dict[str, buckets.Histogram]) -> dict[str, Any]:
+    """Per split: valid and stored values, the padding fraction, and what the fraction would
+    be with 1, 2, 4 and 8 buckets chosen from the training lengths (to see what buckets buy)."""
+    train = histograms[outputs.TRAIN]
+    what_if = {n: buckets.optimal_bounds(train, spec.max_length, n) for n in buckets.WHAT_IF}
+    return {split: buckets.padding_figures(hist, spec.step_size, spec.bucket_bounds, what_if)
+            for split, hist in histograms.items()}
 
 
 def _check_bad_fraction(m: dict[str, Any], limit: float) -> None:

@@ -49,8 +49,9 @@ class ShardTask:
     count: int
     tasks: tuple[FileTask, ...]
 
-    def file_name(self, compression: str) -> str:
-        return outputs.shard_name(self.split, self.index, self.count, compression)
+    def file_name(self, compression: str, length: int | None = None) -> str:
+        """The shard's file name; with length buckets, that of its bucket padded to `length`."""
+        return outputs.shard_name(self.split, self.index, self.count, compression, length)
 
 
 # A file task and the number of samples it covers.

@@ -39,7 +39,6 @@ class FileReport:
       truncated: samples cut to max_length.
       error: the reason code when the whole file (or range) was refused, else None.
       written: examples written to the output.
-      shard: the shard file the examples went to.
     """
 
     path: str
@@ -52,16 +51,25 @@ class FileReport:
     truncated: int
     error: str | None
     written: int = 0
-    shard: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardReport:
-    """One written shard: its path inside the output directory and its example count."""
+    """One written shard file.
+
+    Attributes:
+      split: "train" or "eval".
+      file: its path inside the output directory.
+      examples: records in it.
+      length: the time steps every record is padded to (its bucket's bound, or max_length).
+      lengths: [length, count] pairs: how many of its records have each valid length.
+    """
 
     split: str
     file: str
     examples: int
+    length: int
+    lengths: list[list[int]]
 
 
 @dataclasses.dataclass(frozen=True)

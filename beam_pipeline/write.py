@@ -9,6 +9,8 @@ half-written shard under its final name.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import threading
 import uuid
@@ -19,7 +21,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import errors, layouts, reader, reports, tfrecord
+from beam_pipeline import buckets, errors, layouts, reader, reports, tfrecord
 from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import ShardTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
@@ -87,17 +89,26 @@ class WriteShardFn(beam.DoFn):
                               row_splits, batch.lengths, labels)
         return {k: v.numpy() for k, v in out.items()}
 
-    def _write_batches(self, pending: list[tuple[_FileProgress, SampleBatch]], sink) -> int:
-        """Transforms buffered batches in one graph call, writes the records, and credits
-        each file with what it wrote or lost; returns the number of records written."""
+    def _write_batches(self, pending: list[tuple[_FileProgress, SampleBatch]], sinks: list[_ShardFile]) -> None:
+        """Transforms buffered batches in one graph call, writes each record to its length
+        bucket's file, and credits each input file with what it wrote or lost."""
         merged = concat_batches([batch for _, batch in pending])
         out = self._transform_batch(merged)
         known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
         if not known.all():   # indexing copies the whole padded batch: only when needed
             out = {k: v[known] for k, v in out.items()}
-        records = self._encoder.encode(
-            out[features.X], {features.LENGTH: out[features.LENGTH], features.LABEL: out[features.LABEL]})
-        sink.write(tfrecord.frame_records(records))
+        bounds = self._spec.bucket_bounds
+        bucket = buckets.assign(out[features.LENGTH], bounds)
+        for b, sink in enumerate(sinks):
+            # x is padded to max_length by the graph; a bucket keeps its first `bound` steps
+            # (zeros after each sample's length, as the graph padded them).
+            rows = slice(None) if len(sinks) == 1 else bucket == b
+            if len(sinks) > 1 and not rows.any():
+                continue
+            x = out[features.X][rows, :bounds[b]]
+            sink.write(self._encoder.encode(x, {features.LENGTH: out[features.LENGTH][rows],
+                                                features.LABEL: out[features.LABEL][rows]}),
+                       out[features.LENGTH][rows])
         first = 0
         for progress, batch in pending:
             part = known[first:first + len(batch)]
@@ -106,18 +117,15 @@ class WriteShardFn(beam.DoFn):
             for i in batch.indices[~part].tolist():
                 problem = errors.BadInputError(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
                 progress.unknown_labels.append(problem)
-        return len(records)
 
     def process(self, shard: ShardTask, transform_dir: str):
         if self._transform is None:
             self._transform = load_transform(transform_dir, self._spec)
-        name = shard.file_name(self._compression)
-        data_dir = FileSystems.join(self._output_dir, outputs.DATA_DIR)
-        final = FileSystems.join(data_dir, name)
-        temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
-        compression = CompressionTypes.GZIP if self._compression == "gzip" else CompressionTypes.UNCOMPRESSED
-        files, pool, examples = [], Pool(self._chunk_bytes), 0
-        with FileSystems.create(temp, compression_type=compression) as sink:
+        bounds = self._spec.bucket_bounds
+        names = [shard.file_name(self._compression, bound if self._spec.length_buckets else None) for bound in bounds]
+        files, pool = [], Pool(self._chunk_bytes)
+        with contextlib.ExitStack() as stack:
+            sinks = [stack.enter_context(_ShardFile(self._output_dir, name, self._compression)) for name in names]
             for task in shard.tasks:
                 read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes, cache=self._cache)
                 progress = _FileProgress(read)
@@ -126,20 +134,48 @@ class WriteShardFn(beam.DoFn):
                 for batch in batches:
                     full = pool.add((progress, batch), batch.values.nbytes)
                     if full:
-                        examples += self._write_batches(full, sink)
+                        self._write_batches(full, sinks)
             rest = pool.take()
             if rest:
-                examples += self._write_batches(rest, sink)
-        if FileSystems.exists(final):
-            FileSystems.delete([final])
-        FileSystems.rename([temp], [final])
-        found: list = [ShardReport(shard.split, f"{outputs.DATA_DIR}/{name}", examples)]
+                self._write_batches(rest, sinks)
+        found: list = [ShardReport(shard.split, f"{outputs.DATA_DIR}/{name}", sink.examples, bound,
+                                   sorted([k, v] for k, v in sink.lengths.items()))
+                       for name, sink, bound in zip(names, sinks, bounds)]
         for progress in files:
-            report, quarantine = progress.results(f"{outputs.DATA_DIR}/{name}")
+            report, quarantine = progress.results()
             self._written.inc(report.written)
             self._refused.inc(report.quarantined)
             found += [report, *quarantine]
         reports.write_reports(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found)
+
+
+class _ShardFile:
+    """One output file, written under a temporary name and renamed once complete: a failed
+    or killed run never leaves a half-written shard under its final name."""
+
+    def __init__(self, output_dir: str, name: str, compression: str):
+        data_dir = FileSystems.join(output_dir, outputs.DATA_DIR)
+        self._final = FileSystems.join(data_dir, name)
+        self._temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
+        self._compression = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
+        self.examples = 0
+        self.lengths: collections.Counter = collections.Counter()
+
+    def __enter__(self) -> _ShardFile:
+        self._sink = FileSystems.create(self._temp, compression_type=self._compression)
+        return self
+
+    def write(self, records: list[bytes], lengths: np.ndarray) -> None:
+        self._sink.write(tfrecord.frame_records(records))
+        self.examples += len(records)
+        self.lengths.update(lengths.tolist())
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self._sink.close()
+        if kind is None:
+            if FileSystems.exists(self._final):
+                FileSystems.delete([self._final])
+            FileSystems.rename([self._temp], [self._final])
 
 
 @dataclasses.dataclass
@@ -150,11 +186,11 @@ class _FileProgress:
     written: int = 0
     unknown_labels: list[errors.BadInputError] = dataclasses.field(default_factory=list)
 
-    def results(self, shard: str) -> tuple[FileReport, list[QuarantineRecord]]:
+    def results(self) -> tuple[FileReport, list[QuarantineRecord]]:
         """The file's final report and quarantine records, once its shard is complete."""
         task, report = self.read.task, self.read.report
         quarantine = self.read.quarantine + [QuarantineRecord.of(task.path, task.split, p, 1)
                                              for p in self.unknown_labels]
-        report = dataclasses.replace(report, written=self.written, shard=shard,
+        report = dataclasses.replace(report, written=self.written,
                                      quarantined=report.quarantined + len(self.unknown_labels))
         return report, quarantine

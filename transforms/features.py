@@ -68,6 +68,9 @@ class DatasetSpec:
       normalize: "zscore", "minmax" or "none".
       per_element: statistics per element of [T, *trailing] instead of per channel of the
         last axis (only for fixed-shape data, where every sample has T == max_length).
+      length_buckets: bounds of the length buckets, ascending, the last max_length; each
+        sample is stored padded to the smallest bound that holds it. Empty: one length,
+        max_length, for every sample.
     """
 
     trailing_shape: tuple[int, ...]
@@ -76,6 +79,7 @@ class DatasetSpec:
     label_kind: str = "int"
     normalize: str = "zscore"
     per_element: bool = False
+    length_buckets: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.normalize not in NORMALIZE_MODES:
@@ -84,6 +88,16 @@ class DatasetSpec:
             raise ValueError(f"label_kind must be one of {LABEL_KINDS}, got {self.label_kind!r}")
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if self.length_buckets:
+            b = self.length_buckets
+            if list(b) != sorted(set(b)) or b[0] < 1 or b[-1] != self.max_length or self.per_element:
+                raise ValueError(f"length_buckets must ascend from >= 1 to max_length={self.max_length}, "
+                                 f"for sequences only; got {b}")
+
+    @property
+    def bucket_bounds(self) -> tuple[int, ...]:
+        """The padded lengths records are stored at: the buckets' bounds, or max_length alone."""
+        return self.length_buckets or (self.max_length,)
 
     @property
     def step_size(self) -> int:
@@ -149,6 +163,7 @@ class DatasetSpec:
         """Returns the spec as a JSON-ready dict (stored in the manifest)."""
         data = dataclasses.asdict(self)
         data["trailing_shape"] = list(self.trailing_shape)
+        data["length_buckets"] = list(self.length_buckets)
         return data
 
     @classmethod
@@ -157,4 +172,5 @@ class DatasetSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         kwargs["trailing_shape"] = tuple(kwargs["trailing_shape"])
+        kwargs["length_buckets"] = tuple(kwargs.get("length_buckets", ()))
         return cls(**kwargs)

@@ -7,7 +7,7 @@ imports: the pipeline's CLI checks the output directory before TensorFlow loads.
     _SUCCESS                  written last, only when everything else is complete
     manifest.json             inputs, counts, shards, statistics (see beam_pipeline/manifest.py)
     transform_fn/, transformed_metadata/   tf.Transform's own layout
-    data/SPLIT-[LBBBBB-]IIIII-of-NNNNN.tfrecord[.gz]   the shards
+    data/SPLIT-[LBBBBB-]IIIII-of-NNNNN.tfrecord[.gz]   the shards (LBBBBB: a length bucket)
     quarantine/quarantine.jsonl            refused files and samples
     .work/                    scratch space while a run is in progress
 """
@@ -44,6 +44,8 @@ def shard_suffix(compression: str) -> str:
     return ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
 
 
-def shard_name(split: str, index: int, count: int, compression: str) -> str:
-    """A shard's file name inside DATA_DIR, e.g. train-00003-of-00008.tfrecord."""
-    return f"{split}-{index:05d}-of-{count:05d}{shard_suffix(compression)}"
+def shard_name(split: str, index: int, count: int, compression: str, length: int | None = None) -> str:
+    """A shard's file name inside DATA_DIR: train-00003-of-00008.tfrecord, or with length
+    buckets train-L00128-00003-of-00008.tfrecord for the bucket of samples padded to 128."""
+    bucket = f"L{length:05d}-" if length is not None else ""
+    return f"{split}-{bucket}{index:05d}-of-{count:05d}{shard_suffix(compression)}"
