@@ -12,39 +12,39 @@ Exit codes: 0 success; 1 the run failed (pipeline error, or more bad input than
 
 from __future__ import annotations
 
+import argparse
+import ctypes
+import dataclasses
+import gc
+import logging
 import os
+import sys
+import threading
+import time
+from typing import Any
 
-# Keras 2 (tf_keras), which tf.Transform needs, chosen before TensorFlow loads: otherwise
-# tf.Transform's probe of tf.keras first loads Keras 3 (~0.6 s of start-up) for nothing.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
 
-# Before TensorFlow loads: quiets its C++ warnings (the few absl lines it prints before its
-# logging is initialized cannot be silenced from Python).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import argparse  # noqa: E402
-import ctypes  # noqa: E402
-import dataclasses  # noqa: E402
-import gc  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-import traceback  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from beam_pipeline import buckets, decode_ahead, layouts, plan  # noqa: E402
-from beam_pipeline.errors import RunFailedError, UsageError  # noqa: E402
-from transforms import features, outputs  # noqa: E402
+from beam_pipeline import buckets, decode_ahead, layouts, plan
+from beam_pipeline.errors import RunFailedError, UsageError
+from transforms import console, features, outputs
 
 # Beam and TensorFlow load inside the functions that need them: --help and flag errors stay
 # instant, and the decoder process starts before the imports (seconds) begin.
 
 
+def _verbosity_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the libraries' logs (TensorFlow's C++ start-up lines, Beam's info)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The tool's own flags; unknown flags go to Beam."""
     p = argparse.ArgumentParser(
-        prog="python -m beam_pipeline",
+        prog="python -m beam_pipeline", parents=[_verbosity_parser()],
         description="Turn .npy/.npz files into padded, normalized TFRecord shards with tf.Transform. "
                     "Flags not listed here are passed to Beam's PipelineOptions (e.g. --runner).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -216,8 +216,9 @@ def _chunk_bytes(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, matched: dict[str, list[plan.FileTask]]
-          ) -> tuple[features.DatasetSpec, plan.Plan]:
-    """Scans every file's headers, decides the dataset spec, and plans both passes."""
+          ) -> tuple[features.DatasetSpec, plan.Plan, dict[str, int]]:
+    """Scans every file's headers, decides the dataset spec, and plans both passes; also
+    returns each file's sample count."""
     from beam_pipeline import scan
 
     opts = _read_options(args)
@@ -229,8 +230,9 @@ def _plan(args: argparse.Namespace, matched: dict[str, list[plan.FileTask]]
     logging.info("dataset spec: %s", spec)
     files = {split: [(s.task, s.plan.num_samples if s.plan is not None else 0) for s in split_scans]
              for split, split_scans in scans.items()}
-    return spec, plan.make_plan(files, spec, num_shards=args.num_shards, samples_per_task=args.samples_per_task,
-                                group_bytes=_chunk_bytes(args))
+    work = plan.make_plan(files, spec, num_shards=args.num_shards, samples_per_task=args.samples_per_task,
+                          group_bytes=_chunk_bytes(args))
+    return spec, work, {task.path: n for units in files.values() for task, n in units}
 
 
 def _bucket_values(flag: str) -> list[int]:
@@ -277,7 +279,7 @@ def _new_pipeline(beam_args: list[str]):
 
 
 def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.DatasetSpec, work: plan.Plan,
-             decode_cache: str | None) -> bool:
+             decode_cache: str | None, quiet: bool) -> bool:
     """Builds and runs the Beam job; False for a dry run (built, not run).
 
     Raises:
@@ -301,10 +303,26 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
         runner = p.options.view_as(StandardOptions).runner
         print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
         return False
-    state = result.wait_until_finish()
+    if _in_process(beam_args) or quiet:
+        state = result.wait_until_finish()
+    else:   # the workers are elsewhere: say what the runner knows while waiting
+        from beam_pipeline import progress
+
+        stop = threading.Event()
+        watcher = threading.Thread(target=progress.watch_job, args=(result, _counters, 10.0, stop), daemon=True)
+        watcher.start()
+        state = result.wait_until_finish()
+        stop.set()
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RunFailedError(f"the pipeline ended in state {state}")
     return True
+
+
+def _counters(result) -> dict[str, int]:
+    """The job's Beam counters so far (committed where the runner has them, else attempted)."""
+    counters = result.metrics().query()["counters"]
+    return {f"{c.key.metric.namespace}.{c.key.metric.name}": (c.committed if c.committed is not None else c.attempted)
+            for c in counters}
 
 
 def _summary_line(m: dict[str, Any], output_dir: str) -> str:
@@ -316,6 +334,12 @@ def _summary_line(m: dict[str, Any], output_dir: str) -> str:
     return "; ".join(parts) + f". Output: {output_dir} (manifest.json)"
 
 
+def _totals(tasks: list[plan.FileTask], samples: dict[str, int]):
+    from beam_pipeline import progress
+
+    return progress.Totals(len(tasks), sum(plan.input_bytes(t, samples.get(t.path, 0)) for t in tasks))
+
+
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the whole job and returns the manifest ({} for a dry run).
 
@@ -323,19 +347,35 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
       UsageError: bad flags, empty globs, or a completed output without --overwrite.
       RunFailedError: the job failed, or more bad input than --max_bad_fraction allows.
     """
+    started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     with decode_ahead.decoding_ahead(_to_decode_ahead(args, beam_args), args.max_file_bytes) as decode_cache:
         check_args(args, beam_args)
-        matched = _match_inputs(args)
-        _prepare_output(args.output_dir, args.overwrite)
-        # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
-        spec, work = _plan(args, matched)
-        if not _run_job(args, beam_args, spec, work, decode_cache):
-            return {}
+        from beam_pipeline import progress
+
+        progress.TRACKER.reset()
+        with progress.Display(console.stderr_is_terminal(), enabled=not args.quiet) as display:
+            matched = _match_inputs(args)
+            _prepare_output(args.output_dir, args.overwrite)
+            display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
+            # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
+            spec, work, samples = _plan(args, matched)
+            display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
+            display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
+            job_started = time.monotonic()
+            if not args.quiet:
+                print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
+                      flush=True)
+            if not _run_job(args, beam_args, spec, work, decode_cache, quiet=args.quiet):
+                return {}
+            job_seconds = time.monotonic() - job_started
     from beam_pipeline import manifest
 
-    m = manifest.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
+    publish_started = time.monotonic()
+    timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _in_process(beam_args) else {}),
+               "job": job_seconds, "total": publish_started - started}
+    m = manifest.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction, timings)
     print(_summary_line(m, args.output_dir), flush=True)
     return m
 
@@ -361,33 +401,10 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: runs the job and exits with a reliable status code.
-
-    After a tf.Transform pipeline, this stack's interpreter often segfaults while tearing
-    down protobuf objects (exit 139 after a complete, correct run). Once every output is
-    closed and the streams are flushed there is nothing left to finalize, so the process
-    leaves with os._exit and the status reflects the job, not the teardown.
-    """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Console entry point: runs the job and exits with a reliable status code (see
+    transforms/console.py): 0 success, 1 failed, 2 usage error."""
+    verbose, _ = _verbosity_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    console.setup(verbose.verbose)
     _keep_freed_memory()
-    code = 1
-    try:
-        run(argv)
-        code = 0
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
-    except RunFailedError as e:
-        print(f"error: {e}", file=sys.stderr)
-    except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
-        code = e.code if isinstance(e.code, int) else 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        code = 130
-    except BaseException as e:  # noqa: BLE001 - report, then exit non-zero
-        traceback.print_exc()
-        print(f"error: the pipeline failed: {type(e).__name__}: {e}", file=sys.stderr)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    console.run_main(run, argv, usage_errors=(UsageError,), failures=(RunFailedError,),
+                     interrupted="interrupted", crashed="the pipeline failed")

@@ -161,9 +161,12 @@ def _check_bad_fraction(m: dict[str, Any], limit: float) -> None:
 
 
 def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: list[str],
-            compression: str, max_bad_fraction: float) -> dict[str, Any]:
+            compression: str, max_bad_fraction: float, timings: dict[str, float | None]) -> dict[str, Any]:
     """Writes the quarantine file (sorted) and the manifest, removes the work directory, and
     marks the run complete with _SUCCESS unless more input was bad than `max_bad_fraction` allows.
+
+    Args:
+      timings: seconds per phase, written into the manifest.
 
     Returns:
       The manifest.
@@ -177,6 +180,8 @@ def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask
     write_text(FileSystems.join(output_dir, outputs.QUARANTINE_DIR, outputs.QUARANTINE_FILE),
                "".join(q.to_json() + "\n" for q in quarantine))
     m = build_manifest(output_dir, spec, matched, argv, compression, steps)
+    # Seconds per phase (None: not seen by the launcher, on runners whose workers are elsewhere).
+    m["timings"] = {k: (round(v, 2) if v is not None else None) for k, v in timings.items()}
     write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
     FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
     _check_bad_fraction(m, max_bad_fraction)

@@ -12,7 +12,7 @@ import dataclasses
 
 import apache_beam as beam
 
-from beam_pipeline import layouts, plan, reader, samples
+from beam_pipeline import layouts, plan, progress, reader, samples
 from beam_pipeline.analyze import AnalyzeSamples
 from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.write import WriteShardFn
@@ -37,9 +37,11 @@ class RunConfig:
 def _read_group(group: plan.ReadGroup, c: RunConfig):
     """The valid samples of a group of file tasks, in batches of about chunk_bytes."""
     pool = samples.Pool(c.chunk_bytes)
+    progress.TRACKER.begin("analyze")
     for task in group:
-        for batch in reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False,
-                                      cache=c.cache()).batches:
+        read = reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False, cache=c.cache())
+        progress.count_input("analyze", read)
+        for batch in read.batches:
             full = pool.add(batch, batch.values.nbytes)
             if full:
                 yield samples.concat_batches(full)

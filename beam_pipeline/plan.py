@@ -58,6 +58,14 @@ class ShardTask:
 Unit = tuple[FileTask, int]
 
 
+def input_bytes(task: FileTask, file_samples: int) -> int:
+    """The bytes of its file a task stands for (its share of the samples): what progress counts."""
+    if task.sample_range is None or file_samples <= 0:
+        return task.size
+    start, stop = task.sample_range
+    return task.size * (stop - start) // file_samples
+
+
 def _cut(task: FileTask, num_samples: int, pieces: int) -> list[Unit]:
     """Cuts a task (a whole file, or a range) into `pieces` sample ranges of near-equal size."""
     if pieces <= 1 or num_samples <= 1:

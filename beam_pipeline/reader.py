@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, npy_io, samples
 from beam_pipeline.decode_ahead import DecodeCache
-from beam_pipeline.plan import FileTask
+from beam_pipeline.plan import FileTask, input_bytes
 from beam_pipeline.reports import FileReport, QuarantineRecord
 from transforms.features import DatasetSpec
 
@@ -88,6 +88,7 @@ class TaskRead:
     report: FileReport
     quarantine: list[QuarantineRecord]
     batches: list[samples.SampleBatch]
+    input_bytes: int   # the bytes of the file this task stands for (see plan.input_bytes)
 
 
 def _open(task: FileTask, opts: layouts.ReadOptions, digest: bool,
@@ -123,9 +124,11 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chun
         problem.sample_index = start if task.sample_range else None
         report = FileReport(task.path, task.split, size, sha256, task.sample_range, samples=stop - start,
                             quarantined=stop - start, truncated=0, error=problem.reason)
-        return TaskRead(task, report, [QuarantineRecord.of(task.path, task.split, problem, stop - start)], [])
+        file_samples = plan.num_samples if plan is not None else 0
+        return TaskRead(task, report, [QuarantineRecord.of(task.path, task.split, problem, stop - start)], [],
+                        input_bytes(task, file_samples))
     start, stop = task.sample_range or (0, plan.num_samples)
     report = FileReport(task.path, task.split, size, sha256, task.sample_range, samples=stop - start,
                         quarantined=len(selection.refusals), truncated=selection.truncated, error=None)
     records = [QuarantineRecord.of(task.path, task.split, r, 1) for r in selection.refusals]
-    return TaskRead(task, report, records, selection.batches)
+    return TaskRead(task, report, records, selection.batches, input_bytes(task, plan.num_samples))

@@ -14,11 +14,12 @@ import concurrent.futures
 import csv
 import dataclasses
 import io
+import os
 import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import errors, layouts, reader
+from beam_pipeline import errors, layouts, progress, reader
 from beam_pipeline.errors import UsageError
 from beam_pipeline.plan import FileTask
 from transforms.features import DatasetSpec
@@ -65,10 +66,11 @@ def match_files(patterns: list[str], split: str, *, labels_csv: str | None = Non
     """Expands globs into tasks, attaching each file's label source.
 
     Raises:
-      UsageError: when the globs match no file.
+      UsageError: when the globs match no file, or name a directory.
     """
     found = {}
     for pattern in patterns:
+        _refuse_directory(pattern, "--input" if split == "train" else "--eval_input")
         for result in FileSystems.match([pattern]):
             for meta in result.metadata_list:
                 found[meta.path] = meta.size_in_bytes
@@ -91,15 +93,29 @@ def match_files(patterns: list[str], split: str, *, labels_csv: str | None = Non
     return tasks
 
 
+def _refuse_directory(pattern: str, flag: str) -> None:
+    """A directory given where a glob belongs would otherwise be read as a file and refused."""
+    directory = pattern.rstrip("/")
+    if any(c in directory for c in "*?[") or not directory:
+        return
+    local_dir = "://" not in directory and os.path.isdir(directory)
+    if local_dir or ("://" in directory and FileSystems.match([directory + "/*"])[0].metadata_list):
+        raise UsageError(f"{flag} {pattern} is a directory: did you mean '{directory}/*.npz' "
+                         f"(or '{directory}/*.npy', '{directory}/**')?")
+
+
 def _scan_one(task: FileTask, opts: layouts.ReadOptions) -> FileScan:
     try:
-        return FileScan(task, reader.plan_headers(task, opts), None)
+        found = FileScan(task, reader.plan_headers(task, opts), None)
     except errors.BadInputError as e:
-        return FileScan(task, None, e)
+        found = FileScan(task, None, e)
+    progress.TRACKER.input_done("scan", task.size, found.plan.num_samples if found.plan is not None else 0)
+    return found
 
 
 def scan_files(tasks: list[FileTask], opts: layouts.ReadOptions) -> list[FileScan]:
     """Plans every file (headers and index arrays only), in parallel threads."""
+    progress.TRACKER.begin("scan")
     with concurrent.futures.ThreadPoolExecutor(_SCAN_THREADS) as pool:
         return list(pool.map(lambda t: _scan_one(t, opts), tasks))
 

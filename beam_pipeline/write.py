@@ -21,7 +21,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import buckets, errors, layouts, reader, reports, tfrecord
+from beam_pipeline import buckets, errors, layouts, progress, reader, reports, tfrecord
 from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import ShardTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
@@ -110,15 +110,16 @@ class WriteShardFn(beam.DoFn):
                                                 features.LABEL: out[features.LABEL][rows]}),
                        out[features.LENGTH][rows])
         first = 0
-        for progress, batch in pending:
+        for done, batch in pending:
             part = known[first:first + len(batch)]
             first += len(batch)
-            progress.written += int(part.sum())
+            done.written += int(part.sum())
             for i in batch.indices[~part].tolist():
                 problem = errors.BadInputError(errors.UNKNOWN_LABEL, "label not in the training vocabulary", i)
-                progress.unknown_labels.append(problem)
+                done.unknown_labels.append(problem)
 
     def process(self, shard: ShardTask, transform_dir: str):
+        progress.TRACKER.begin("write")
         if self._transform is None:
             self._transform = load_transform(transform_dir, self._spec)
         bounds = self._spec.bucket_bounds
@@ -128,11 +129,12 @@ class WriteShardFn(beam.DoFn):
             sinks = [stack.enter_context(_ShardFile(self._output_dir, name, self._compression)) for name in names]
             for task in shard.tasks:
                 read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes, cache=self._cache)
-                progress = _FileProgress(read)
-                files.append(progress)
+                progress.count_input("write", read)
+                done = _FileProgress(read)
+                files.append(done)
                 batches, read.batches = read.batches, []   # reports outlive the shard; data must not
                 for batch in batches:
-                    full = pool.add((progress, batch), batch.values.nbytes)
+                    full = pool.add((done, batch), batch.values.nbytes)
                     if full:
                         self._write_batches(full, sinks)
             rest = pool.take()
@@ -141,8 +143,8 @@ class WriteShardFn(beam.DoFn):
         found: list = [ShardReport(shard.split, f"{outputs.DATA_DIR}/{name}", sink.examples, bound,
                                    sorted([k, v] for k, v in sink.lengths.items()))
                        for name, sink, bound in zip(names, sinks, bounds)]
-        for progress in files:
-            report, quarantine = progress.results()
+        for done in files:
+            report, quarantine = done.results()
             self._written.inc(report.written)
             self._refused.inc(report.quarantined)
             found += [report, *quarantine]

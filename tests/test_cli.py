@@ -1,6 +1,12 @@
-"""The preprocessing CLI's flag handling: errors caught before anything runs, with exit code 2."""
+"""The preprocessing CLI as a user meets it: flag errors (exit 2), progress, a clean console."""
 
-from tests.support.helpers import run_pipeline
+import json
+import os
+import subprocess
+import sys
+
+from beam_pipeline.sample_data import write_dataset
+from tests.support.helpers import REPO, run_pipeline
 
 
 def test_help_and_flag_errors_exit_cleanly():
@@ -12,3 +18,47 @@ def test_help_and_flag_errors_exit_cleanly():
 def test_dataflow_runner_refuses_local_paths_before_starting():
     proc = run_pipeline("--input", "data/*.npz", "--output_dir", "gs://bucket/out", "--runner", "DataflowRunner")
     assert proc.returncode == 2 and "workers cannot see local paths" in proc.stderr
+
+
+def _run_clean(*args: str):
+    """The CLI as a user runs it: no TF_CPP_MIN_LOG_LEVEL of the test environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    return subprocess.run([sys.executable, "-m", "beam_pipeline", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+# What TensorFlow's C++ runtime prints at start-up when nothing filters it.
+_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "I0000")
+
+
+def test_a_run_shows_progress_per_phase_and_no_tensorflow_noise(tmp_path):
+    write_dataset(str(tmp_path / "data"), train_files=3, test_files=1, per_file=20)
+    flags = ["--input", str(tmp_path / "data" / "train-*.npz"), "--eval_input", str(tmp_path / "data" / "test-*.npz")]
+    proc = _run_clean(*flags, "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if any(n in line for n in _NOISE)], proc.stderr
+    # Not a terminal: plain lines, the last of each phase complete, with its inputs and examples.
+    finals = {line.split(":")[0]: line for line in proc.stderr.splitlines() if "100%" in line}
+    assert set(finals) == {"scan", "analyze", "write"}, proc.stderr
+    assert "4/4 inputs, 80 examples" in finals["write"] and "3/3 inputs, 60 examples" in finals["analyze"]
+    timings = json.load(open(tmp_path / "out" / "manifest.json"))["timings"]
+    assert set(timings) == {"scan", "analyze", "write", "job", "total"}
+    assert timings["analyze"] <= timings["job"] <= timings["total"]
+
+    quiet = _run_clean(*flags, "--output_dir", str(tmp_path / "quiet"), "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+    verbose = _run_clean(*flags, "--output_dir", str(tmp_path / "verbose"), "-v", "--quiet")
+    assert verbose.returncode == 0 and any(n in verbose.stderr for n in _NOISE), verbose.stderr
+
+
+def test_errors_still_reach_the_user_through_the_filter(tmp_path):
+    proc = _run_clean("--input", str(tmp_path / "nothing-*.npz"), "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "error: no input files match" in proc.stderr
+
+
+def test_a_directory_for_a_glob_gets_a_suggestion(tmp_path):
+    (tmp_path / "data").mkdir()
+    proc = run_pipeline("--input", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert f"is a directory: did you mean '{tmp_path / 'data'}/*.npz'" in proc.stderr, proc.stderr
