@@ -350,11 +350,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
-    with decode_ahead.decoding_ahead(_to_decode_ahead(args, beam_args), args.max_file_bytes) as decode_cache:
+    with decode_ahead.decoding_ahead(_to_decode_ahead(args, beam_args), args.max_file_bytes) as decoder:
         check_args(args, beam_args)
         from beam_pipeline import progress
 
         progress.TRACKER.reset()
+        progress.TRACKER.on_begin("analyze", decoder.stop)   # see decode_ahead.py
         with progress.Display(console.stderr_is_terminal(), enabled=not args.quiet) as display:
             matched = _match_inputs(args)
             _prepare_output(args.output_dir, args.overwrite)
@@ -367,7 +368,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             if not args.quiet:
                 print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
                       flush=True)
-            if not _run_job(args, beam_args, spec, work, decode_cache, quiet=args.quiet):
+            if not _run_job(args, beam_args, spec, work, decoder.cache_dir, quiet=args.quiet):
                 return {}
             job_seconds = time.monotonic() - job_started
     from beam_pipeline import manifest

@@ -5,6 +5,8 @@ import glob
 import gzip
 import io
 import os
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -94,7 +96,8 @@ def test_the_decoder_process_fills_the_cache_and_is_removed_with_it(tmp_path):
     for i in range(3):
         write_ragged(str(tmp_path / f"f{i}.npz"), [rng.normal(size=(5, 2)).astype(np.float32)], [i])
     paths = [str(tmp_path / f"f{i}.npz") for i in range(3)]
-    with decode_ahead.decoding_ahead(paths, LIMIT) as cache_dir:
+    with decode_ahead.decoding_ahead(paths, LIMIT) as decoder:
+        cache_dir = decoder.cache_dir
         deadline = time.monotonic() + 60
         while len(glob.glob(os.path.join(cache_dir, "*.json"))) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -120,3 +123,17 @@ def test_zip_members_are_checked_against_their_sizes(tmp_path):
         assert e.reason == "corrupt"
     else:
         raise AssertionError(f"a member shorter than its header says was accepted: {result and list(result)}")
+
+
+def test_a_claim_whose_decoder_was_stopped_is_not_waited_for(tmp_path):
+    path, _ = _npz(tmp_path)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()   # a decoder stopped mid-file: its claim stays, its process is gone
+    claim, _, _ = DecodeCache(str(cache_dir))._paths(path)
+    with open(claim, "w") as f:
+        f.write(str(gone.pid))
+    started = time.monotonic()
+    assert DecodeCache(str(cache_dir)).get(path, LIMIT) is None   # the reader reads the file itself
+    assert time.monotonic() - started < 5
