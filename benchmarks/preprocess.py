@@ -11,8 +11,8 @@ and against the stock tf.Transform pipeline.
    the other, --repeats times (the fastest run of each counts):
    - baseline: `python -m benchmarks.handwritten` (one process, two NumPy passes, Example
      bytes built directly);
-   - ours: `python -m beam_pipeline ... --num_shards 8` (the default in-process FnApiRunner;
-     it starts no other process);
+   - ours: `python -m beam_pipeline ... --num_shards 8` (its default in-process
+     FnApiRunner);
    - stock: `python -m benchmarks.stock_tft` (tf.Transform as its documentation shows it:
      RecordBatches with a TensorAdapterConfig, AnalyzeAndTransformDataset,
      EncodeTransformedDataset, WriteToTFRecord; on Beam's in-process FnApiRunner);
@@ -191,19 +191,23 @@ def code_version() -> dict[str, Any]:
             "modified": None if status is None else [line[3:] for line in status.splitlines()]}
 
 
-def export_revision(rev: str, directory: str) -> str:
-    """Writes the tree of a git revision into directory (`git archive`) and returns its short commit.
+def resolve_commit(rev: str) -> str:
+    """The short commit a git revision names; exits with an error if it names none."""
+    commit = git("rev-parse", "--short", "--verify", "--end-of-options", f"{rev}^{{commit}}")
+    if commit is None:
+        sys.exit(f"error: --compare_ref {rev}: not a commit of {REPO}")
+    return commit
+
+
+def export_commit(commit: str, directory: str) -> None:
+    """Writes the tree of a commit into directory (`git archive`).
 
     The export holds the committed files only, so "ours at REV" runs REV's code whatever the
     working tree holds, and git's own state (worktrees, index) is left alone.
     """
-    commit = git("rev-parse", "--short", "--verify", "--end-of-options", f"{rev}^{{commit}}")
-    if commit is None:
-        sys.exit(f"error: --compare_ref {rev}: not a commit of {REPO}")
     archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO, capture_output=True, check=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(directory, filter="data")
-    return commit
 
 
 def warm_cache(paths: list[str]) -> None:
@@ -421,8 +425,8 @@ class Verified:
 RECORD_TOLERANCE = {"rtol": 1e-6, "atol": 1e-3}
 
 
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a - b), initial=0.0))
+def _max_diff(a: np.ndarray | list[float], b: np.ndarray | list[float]) -> float:
+    return float(np.max(np.abs(np.subtract(a, b)), initial=0.0))
 
 
 def compare_records(summary: RecordSummary, base: RecordSummary) -> tuple[float, float]:
@@ -449,8 +453,7 @@ def compare_manifest(output_dir: str, base: dict[str, Any]) -> tuple[float, floa
     assert stats["count"] == base["count"], (stats["count"], base["count"])
     np.testing.assert_allclose(stats["mean"], base["mean"], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(stats["std"], base["std"], rtol=1e-9, atol=1e-9)
-    return _max_diff(np.array(stats["mean"]), np.array(base["mean"])), _max_diff(np.array(stats["std"]),
-                                                                                 np.array(base["std"]))
+    return _max_diff(stats["mean"], base["mean"]), _max_diff(stats["std"], base["std"])
 
 
 def verify_outputs(sides: list[Side], output_dirs: dict[str, str], dataset: Dataset) -> dict[str, Verified]:
@@ -466,7 +469,8 @@ def verify_outputs(sides: list[Side], output_dirs: dict[str, str], dataset: Data
     for side in sides:
         paths = shard_paths(output_dirs[side.key])
         assert len(paths) == NUM_SHARDS, (side.key, paths)
-        assert count_records(paths) == dataset.examples, (side.key, count_records(paths), dataset.examples)
+        records = count_records(paths)
+        assert records == dataset.examples, (side.key, records, dataset.examples)
     base_dir = output_dirs["baseline"]
     with open(os.path.join(base_dir, "stats.json")) as f:
         base_stats = json.load(f)
@@ -674,6 +678,25 @@ def print_verified(checked: dict[str, Verified], records: int) -> None:
               f"max |channel sum diff| {v.max_channel_diff:.1e}){manifest}", flush=True)
 
 
+def measure_memory(big: Dataset, factor: float, ours: Result, ours_runs: list[Measured], pipeline_args: list[str],
+                   out: Callable[[str], str]) -> dict[str, Any]:
+    """Runs our pipeline on `factor` times the data and prints its peak RSS over the largest at 1x.
+
+    Returns:
+      The figures, for the report.
+    """
+    warm_cache(glob.glob(big.pattern))
+    scaled = run_measured(pipeline_command(big, out("ours-big"), pipeline_args), out("ours-big.log"))
+    one_x = max(r.peak_rss_mb for r in ours_runs)
+    big_result = Result(f"ours at {factor:g}x", scaled, ours.overhead_seconds, big)
+    print(f"memory: {big.describe()}")
+    print(format_table([ours, big_result]))
+    print(f"peak RSS of ours at {factor:g}x / 1x data: {scaled.peak_rss_mb:.0f} / {one_x:.0f} MB = "
+          f"{scaled.peak_rss_mb / one_x:.2f}x", flush=True)
+    return {"factor": factor, "dataset": dataclasses.asdict(big), "peak_rss_mb_1x": one_x,
+            "result": big_result.to_json(), "peak_rss_ratio": scaled.peak_rss_mb / one_x}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs the benchmark and prints the report."""
     args = parse_args(argv)
@@ -684,6 +707,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_factor:
         big = ensure_dataset(args.work_dir, _files_for(args.scale * args.memory_factor), args.samples_per_file,
                              args.seed)
+    ref = {"rev": args.compare_ref, "commit": resolve_commit(args.compare_ref)} if args.compare_ref else None
     run_dir = tempfile.mkdtemp(dir=args.work_dir, prefix="run-")
     code = code_version()
 
@@ -691,20 +715,22 @@ def main(argv: list[str] | None = None) -> None:
         return os.path.join(run_dir, name)
 
     sides = make_sides(args.sides, args.pipeline_args)
-    ref = None
-    if args.compare_ref:
-        ref = {"rev": args.compare_ref, "commit": export_revision(args.compare_ref, out("ref-tree"))}
+    if ref is not None:
+        export_commit(ref["commit"], out("ref-tree"))
         sides.append(ref_side(ref["commit"], out("ref-tree"), args.pipeline_args))
     print(f"dataset: {dataset.describe()}\ncode: {code}\ncompare_ref: {ref}\nrun directory: {run_dir}", flush=True)
 
     overhead, runs = measure(sides, dataset, tiny, args.repeats, out)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the checks load TensorFlow: keep its start-up lines out
-    output_dirs = {side.key: out(side.key) for side in sides}
-    checked = verify_outputs(sides, output_dirs, dataset)
     results = {side.key: Result(side.label, min(runs[side.key], key=lambda m: m.seconds), overhead[side.key],
                                 dataset)
                for side in sides}
     ratios = {f"{key}/{other}": Ratio.of(results[key], results[other]) for key, other in ratio_pairs(list(results))}
+    print(format_table(list(results.values())))
+    for pair, ratio in ratios.items():
+        print(f"{pair}: {ratio.describe()}", flush=True)
+    output_dirs = {side.key: out(side.key) for side in sides}
+    checked = verify_outputs(sides, output_dirs, dataset)
+    print_verified(checked, dataset.examples)
     report: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "machine": {"nproc": os.cpu_count(),
@@ -719,23 +745,10 @@ def main(argv: list[str] | None = None) -> None:
         "ratios": {pair: dataclasses.asdict(r) for pair, r in ratios.items()},
         "outputs": output_dirs if args.keep_outputs else None,
     }
-    print(format_table(list(results.values())))
-    for pair, ratio in ratios.items():
-        print(f"{pair}: {ratio.describe()}")
-    print_verified(checked, dataset.examples)
 
     if big is not None:
-        warm_cache(glob.glob(big.pattern))
-        scaled = run_measured(pipeline_command(big, out("ours-big"), args.pipeline_args), out("ours-big.log"))
-        one_x = max(r.peak_rss_mb for r in runs["ours"])
-        big_result = Result(f"ours at {args.memory_factor:g}x", scaled, overhead["ours"], big)
-        report["memory"] = {"factor": args.memory_factor, "dataset": dataclasses.asdict(big),
-                            "peak_rss_mb_1x": one_x, "result": big_result.to_json(),
-                            "peak_rss_ratio": scaled.peak_rss_mb / one_x}
-        print(f"memory: {big.describe()}")
-        print(format_table([results["ours"], big_result]))
-        print(f"peak RSS of ours at {args.memory_factor:g}x / 1x data: {scaled.peak_rss_mb:.0f} / "
-              f"{one_x:.0f} MB = {report['memory']['peak_rss_ratio']:.2f}x", flush=True)
+        report["memory"] = measure_memory(big, args.memory_factor, results["ours"], runs["ours"], args.pipeline_args,
+                                          out)
 
     if args.profile:
         print(profile_pipeline(dataset, out("profiled"), args.pipeline_args, args.profile, out("profile.log")))

@@ -5,7 +5,7 @@
 It follows tf.Transform's `examples/census_example_v2.py` and the "TFXIO format" part of its
 Get Started guide (pyarrow RecordBatches with a TensorAdapterConfig, not instance dicts), and
 adds nothing the docs don't show:
-  - a DoFn `np.load`s each ragged .npz file (`x` [sum T_i, F] float32, `lengths`, `y`) and
+  - a FlatMap (a DoFn) `np.load`s each ragged .npz file (`x` [sum T_i, F] float32, `lengths`, `y`) and
     yields it as one RecordBatch: `x` one large_list<float32> per sample (its T_i * F values),
     `label` a list<int64> of one value;
   - the TensorAdapterConfig makes `x` a RaggedTensor [batch, None, F] (the rows of F values

@@ -136,8 +136,10 @@ def test_compare_ref_side_runs_the_exported_commit(tmp_path) -> None:
     from benchmarks import preprocess
 
     tree = str(tmp_path / "tree")
-    assert preprocess.export_revision("HEAD", tree) == _head_commit()
-    side = preprocess.ref_side(_head_commit(), tree, ["--quiet"])
+    commit = preprocess.resolve_commit("HEAD")
+    assert commit == _head_commit()
+    preprocess.export_commit(commit, tree)
+    side = preprocess.ref_side(commit, tree, ["--quiet"])
     log = str(tmp_path / "imports.log")
     preprocess.run_measured([sys.executable, "-c", "import beam_pipeline, transforms; "
                              "print(beam_pipeline.__file__, transforms.__file__)"], log, side.root)
@@ -147,7 +149,7 @@ def test_compare_ref_side_runs_the_exported_commit(tmp_path) -> None:
                                                                                           "__init__.py")]
     dataset = preprocess.Dataset(path="in", files=1, examples=1, raw_bytes=1, npz_bytes=1)
     assert side.command(dataset, "out") == preprocess.pipeline_command(dataset, "out", ["--quiet"])
-    assert side.writes_manifest and side.label == f"ref: ours at {_head_commit()}"
+    assert side.writes_manifest and side.label == f"ref: ours at {commit}"
 
 
 def test_compare_records_catches_a_wrong_record() -> None:
