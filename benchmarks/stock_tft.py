@@ -7,12 +7,14 @@ Get Started guide (pyarrow RecordBatches with a TensorAdapterConfig, not instanc
 adds nothing the docs don't show:
   - a FlatMap (a DoFn) `np.load`s each ragged .npz file (`x` [sum T_i, F] float32, `lengths`, `y`) and
     yields it as one RecordBatch: `x` one large_list<float32> per sample (its T_i * F values),
-    `label` a list<int64> of one value;
+    `label` a list<int64> of one value. The columns wrap the loaded arrays with offsets
+    (`from_arrays`, no copy), so reading costs what np.load costs and the rest is tf.Transform's;
   - the TensorAdapterConfig makes `x` a RaggedTensor [batch, None, F] (the rows of F values
     are a uniform_row_length partition) and `label` a dense [batch] tensor;
   - the preprocessing_fn z-scores each channel with `tft.scale_to_z_score(elementwise=True)`
     over the RaggedTensor's flat values, which are exactly the valid time steps, in float64;
-    casts to float32 and zero-pads every sample to MAX_LENGTH (200) with `to_tensor`;
+    casts to float32 and zero-pads every sample to MAX_LENGTH (200) with `to_tensor`; `length`
+    is the RaggedTensor's row lengths;
   - `tft_beam.AnalyzeAndTransformDataset(output_record_batches=True)`,
     `tft_beam.EncodeTransformedDataset`, `beam.io.WriteToTFRecord(num_shards=N)` and
     `tft_beam.WriteTransformFn`.
