@@ -1,12 +1,15 @@
 """Smoke tests: every benchmark runs end to end at a tiny scale, so the scripts don't rot.
 
 Figures at this scale mean nothing; what is checked is that each script runs from its
-command line, measures every side and writes its report, and that the hand-written
-baseline writes exactly the records our pipeline writes.
+command line, measures every side and writes its report, that every side of the
+preprocessing benchmark writes every example, that the printed figures and ratios are the
+JSON report's, and that the hand-written baseline writes exactly the records our pipeline
+writes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -14,6 +17,7 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.support.helpers import REPO
@@ -32,8 +36,7 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _table_row(stdout: str, label: str) -> list[float]:
-    """The numbers of a side's first row in the printed tables (wall s, startup s, net s, ..., peak RSS, CPU s,
-    cores)."""
+    """The numbers of a side's first row in the printed tables (the COLUMNS of test_preprocess_benchmark)."""
     line = next(line for line in stdout.splitlines() if line.startswith(label))
     return [float(v) for v in line[len(label):].split()]
 
@@ -58,9 +61,27 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("bench"))
 
 
-@pytest.mark.parametrize("module", ["benchmarks.preprocess", "benchmarks.input_pipeline", "benchmarks.handwritten"])
+@pytest.mark.parametrize("module", ["benchmarks.preprocess", "benchmarks.input_pipeline", "benchmarks.handwritten",
+                                    "benchmarks.stock_tft"])
 def test_help(module: str) -> None:
     assert "usage: python -m " + module in run_module(module, "--help").stdout
+
+
+# The printed table's columns: the JSON figure each shows, and its decimals.
+COLUMNS = (("seconds", 1), ("overhead_seconds", 1), ("net_seconds", 1), ("mb_per_s", 1), ("mb_per_s_net", 1),
+           ("examples_per_s", 0), ("examples_per_s_net", 0), ("cpu_seconds", 1), ("cpu_seconds_per_gb", 1),
+           ("cores", 2), ("peak_rss_mb", 0))
+
+
+def _check_figures(figures: dict, dataset: dict, printed: list[float]) -> None:
+    """A side's figures follow from its measured seconds, and its printed row shows them."""
+    assert figures["net_seconds"] == pytest.approx(max(figures["seconds"] - figures["overhead_seconds"], 1e-3))
+    assert figures["examples_per_s"] * figures["seconds"] == pytest.approx(dataset["examples"])
+    assert figures["examples_per_s_net"] * figures["net_seconds"] == pytest.approx(dataset["examples"])
+    assert figures["mb_per_s"] * figures["seconds"] == pytest.approx(dataset["raw_bytes"] / 1e6)
+    assert figures["cpu_seconds_per_gb"] * dataset["raw_bytes"] / 1e9 == pytest.approx(figures["cpu_seconds"])
+    assert figures["cores"] * figures["seconds"] == pytest.approx(figures["cpu_seconds"])
+    assert printed == [round(figures[key], decimals) for key, decimals in COLUMNS]
 
 
 def test_preprocess_benchmark(work_dir: str, tmp_path) -> None:
@@ -69,26 +90,83 @@ def test_preprocess_benchmark(work_dir: str, tmp_path) -> None:
                       "--keep_outputs", "--json_out", report_path)
     with open(report_path) as f:
         report = json.load(f)
-    assert report["dataset"]["examples"] == report["verified"]["records"] == 100
-    results = report["results"]
-    for side, label in (("baseline", "hand-written NumPy"), ("ours", "ours (Beam + tft)")):
-        figures = results[side]
-        # The rates are the dataset over the measured times, and the printed table says the same.
-        assert figures["examples_per_s"] * figures["seconds"] == pytest.approx(100)
-        assert figures["examples_per_s_net"] * figures["net_seconds"] == pytest.approx(100)
-        row = _table_row(proc.stdout, label)
-        assert row[0] == pytest.approx(figures["seconds"], abs=0.06)
-        assert row[7] == pytest.approx(figures["peak_rss_mb"], abs=0.6)
-    ratio = report["ratio_ours_over_baseline"]["throughput"]
-    assert ratio == pytest.approx(results["baseline"]["seconds"] / results["ours"]["seconds"])
-    assert f"ours/baseline: throughput {ratio:.2f}x (wall)" in proc.stdout
+    results, dataset = report["results"], report["dataset"]
+    sides = {"baseline", "ours", "stock"}
+    assert set(results) == set(report["outputs"]) == sides
+    assert dataset["examples"] == report["verified"]["records"] == 100
+    # Every side wrote every example: counted here, from the shards themselves.
+    output_records = {side: records(output_dir) for side, output_dir in report["outputs"].items()}
+    assert {side: len(r) for side, r in output_records.items()} == dict.fromkeys(sides, 100)
+    # Every side but the baseline was checked against it; our manifest's statistics too.
+    verified = report["verified"]["sides"]
+    assert set(verified) == {"ours", "stock"}
+    assert verified["ours"]["max_abs_mean_diff"] is not None and verified["stock"]["max_abs_mean_diff"] is None
+    for figures in results.values():
+        _check_figures(figures, dataset, _table_row(proc.stdout, figures["label"]))
+    # Ratios: every side over the baseline, and ours over stock; each from the JSON's figures.
+    assert set(report["ratios"]) == {"ours/baseline", "stock/baseline", "ours/stock"}
+    for pair, ratio in report["ratios"].items():
+        side, other = (results[key] for key in pair.split("/"))
+        assert ratio["throughput"] == pytest.approx(other["seconds"] / side["seconds"])
+        assert ratio["throughput_net"] == pytest.approx(other["net_seconds"] / side["net_seconds"])
+        assert ratio["cpu_per_gb"] == pytest.approx(side["cpu_seconds_per_gb"] / other["cpu_seconds_per_gb"])
+        assert ratio["peak_rss"] == pytest.approx(side["peak_rss_mb"] / other["peak_rss_mb"])
+        assert (f"{pair}: throughput {ratio['throughput']:.2f}x (wall), {ratio['throughput_net']:.2f}x (net of "
+                f"startup); CPU s per GB {ratio['cpu_per_gb']:.2f}x; peak RSS {ratio['peak_rss']:.2f}x") in proc.stdout
     memory = report["memory"]
     assert memory["dataset"]["examples"] == 200
     assert memory["peak_rss_ratio"] == pytest.approx(memory["result"]["peak_rss_mb"] / memory["peak_rss_mb_1x"])
     # Byte-compatible: the same serialized Examples on both sides, whatever their order.
-    ours, baseline = records(report["outputs"]["ours"]), records(report["outputs"]["baseline"])
-    assert len(ours) == 100
-    assert sorted(ours) == sorted(baseline)
+    assert sorted(output_records["ours"]) == sorted(output_records["baseline"])
+
+
+def _head_commit() -> str | None:
+    """This checkout's commit; None in a `git archive` export."""
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+@pytest.mark.skipif(_head_commit() is None, reason="--compare_ref exports a commit: needs a git checkout")
+def test_compare_ref_side_runs_the_exported_commit(tmp_path) -> None:
+    """--compare_ref's side runs the committed code of REV, imported before this checkout's, with our flags.
+
+    The rest of its path (timing, checks, ratios) is the one every side takes, run above; a
+    second pipeline run here would cost the smoke test ~20 s.
+    """
+    from benchmarks import preprocess
+
+    tree = str(tmp_path / "tree")
+    commit = preprocess.resolve_commit("HEAD")
+    assert commit == _head_commit()
+    preprocess.export_commit(commit, tree)
+    side = preprocess.ref_side(commit, tree, ["--quiet"])
+    log = str(tmp_path / "imports.log")
+    preprocess.run_measured([sys.executable, "-c", "import beam_pipeline, transforms; "
+                             "print(beam_pipeline.__file__, transforms.__file__)"], log, side.root)
+    with open(log) as f:
+        imported = f.read().split()
+    assert imported == [os.path.join(tree, "beam_pipeline", "__init__.py"), os.path.join(tree, "transforms",
+                                                                                          "__init__.py")]
+    dataset = preprocess.Dataset(path="in", files=1, examples=1, raw_bytes=1, npz_bytes=1)
+    assert side.command(dataset, "out") == preprocess.pipeline_command(dataset, "out", ["--quiet"])
+    assert side.writes_manifest and side.label == f"ref: ours at {commit}"
+
+
+def test_compare_records_catches_a_wrong_record() -> None:
+    """The output check fails on one value off by more than float rounding, on a wrong label, on padding."""
+    from benchmarks.preprocess import RecordSummary, compare_records
+
+    rng = np.random.default_rng(0)
+    base = RecordSummary(keys=np.array([[0, 50], [1, 200]]), sums=rng.normal(size=2), squares=np.sort(rng.random(2)),
+                         channel_sums=rng.normal(size=16), channel_squares=np.full(16, 1e4), padding_nonzero=0)
+    assert compare_records(dataclasses.replace(base, sums=base.sums + 1e-5), base) == (pytest.approx(1e-5), 0.0)
+    wrong = [dataclasses.replace(base, sums=base.sums + [0, 0.01]),
+             dataclasses.replace(base, keys=np.array([[0, 50], [2, 200]])),
+             dataclasses.replace(base, channel_squares=base.channel_squares * 1.001),
+             dataclasses.replace(base, padding_nonzero=1)]
+    for summary in wrong:
+        with pytest.raises(AssertionError):
+            compare_records(summary, base)
 
 
 def test_input_pipeline_benchmark(work_dir: str, tmp_path) -> None:
