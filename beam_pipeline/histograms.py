@@ -47,7 +47,7 @@ def quantiles_histogram(quantiles: np.ndarray, cumulative: np.ndarray, num_bucke
     return _proto(Histogram.QUANTILES, low, high, counts)
 
 
-def _cdf(quantiles: np.ndarray, cumulative: np.ndarray, points: np.ndarray) -> np.ndarray:
+def cdf(quantiles: np.ndarray, cumulative: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Weight of values <= each point, interpolating linearly between distinct quantiles
     (values spread uniformly within a quantile bucket, repeated quantiles as point masses)."""
     j = np.searchsorted(quantiles, points, side="right") - 1
@@ -68,9 +68,9 @@ def standard_histogram(quantiles: np.ndarray, cumulative: np.ndarray, minimum: f
     if minimum == maximum:
         return _proto(Histogram.STANDARD, np.array([minimum]), np.array([maximum]), cumulative[-1:])
     edges = np.linspace(minimum, maximum, num_buckets + 1)
-    cdf = _cdf(quantiles, cumulative.astype(np.float64), edges)
-    cdf[0] = 0.0
-    return _proto(Histogram.STANDARD, edges[:-1], edges[1:], np.diff(cdf))
+    at_edges = cdf(quantiles, cumulative.astype(np.float64), edges)
+    at_edges[0] = 0.0
+    return _proto(Histogram.STANDARD, edges[:-1], edges[1:], np.diff(at_edges))
 
 
 def buckets(histogram: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
