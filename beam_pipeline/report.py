@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import html
 import json
 import shlex
-import string
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from beam_pipeline import drift, feature_stats, histograms, report_plots
+from beam_pipeline.report_html import NOT_RECORDED, esc, flag, fmt, img, more, not_recorded, page, table
 from beam_pipeline.report_plots import Bars
 from transforms import features
 from transforms.outputs import DATA_DIR, MANIFEST, QUARANTINE_DIR, QUARANTINE_FILE, REPORT, SPLITS, SUCCESS
@@ -36,76 +34,6 @@ MAX_CLASSES = 50
 MAX_LISTED_FILES = 20
 QUARANTINE_EXAMPLES = 3
 MAX_MESSAGE_CHARS = 400
-NOT_RECORDED = "not recorded"
-
-_PAGE = string.Template("""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>$title</title>
-<style>
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.8em; } h3 { font-size: 1.05em; }
-table { border-collapse: collapse; margin: .5em 0 1em; } td, th { border: 1px solid #ddd; padding: 2px 8px; }
-th { background: #f4f4f4; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
-code { background: #f6f6f6; padding: 1px 4px; word-break: break-all; }
-.flag { color: #fff; background: #d62728; padding: 0 6px; border-radius: 3px; }
-.ok { color: #2a7a2a; } .muted { color: #777; }
-.plots { display: flex; flex-wrap: wrap; gap: 6px; } .plots img { border: 1px solid #eee; }
-</style></head>
-<body>
-$body
-</body></html>
-""")
-
-
-class Raw(str):
-    """HTML built here (not data): inserted into a table without escaping."""
-
-
-def esc(value: Any) -> str:
-    """Escapes anything for HTML text and attributes."""
-    return value if isinstance(value, Raw) else html.escape(str(value), quote=True)
-
-
-def fmt(value: Any) -> str:
-    """Numbers compactly (4 significant digits for floats), anything else as text."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float | np.floating):
-        return f"{value:.4g}"
-    if isinstance(value, int | np.integer):
-        return f"{value:,}"
-    return str(value)
-
-
-def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
-    """An HTML table; every cell escaped unless Raw, numbers right-aligned."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = "".join(f'<td class="n">{esc(fmt(c))}</td>' if isinstance(c, int | float | np.number)
-                        and not isinstance(c, bool) else f"<td>{esc(c)}</td>" for c in row)
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def img(uri: str, alt: str) -> str:
-    return f'<img src="{esc(uri)}" alt="{esc(alt)}">'
-
-
-def flag(drifted: bool | None) -> Raw:
-    if drifted is None:
-        return Raw('<span class="muted">-</span>')
-    return Raw('<span class="flag">drift</span>' if drifted else '<span class="ok">ok</span>')
-
-
-def _more(total: int, shown: int, what: str) -> str:
-    """A note for lists cut to `shown` entries."""
-    return f"<p class='muted'>... and {total - shown:,} more {esc(what)}.</p>" if total > shown else ""
-
-
-def not_recorded(what: str) -> str:
-    return f'<p class="muted">{esc(what)}: {NOT_RECORDED}.</p>'
 
 
 @dataclasses.dataclass
@@ -132,12 +60,8 @@ class RunOutputs:
     complete: bool                                               # _SUCCESS is there
 
 
-def _exists(path: str) -> bool:
-    return FileSystems.exists(path)
-
-
 def _read_quarantine(path: str) -> Quarantine | None:
-    if not _exists(path):
+    if not FileSystems.exists(path):
         return None
     result = Quarantine(collections.Counter(), collections.Counter(), {})
     with FileSystems.open(path) as f:
@@ -171,21 +95,21 @@ def _drift(manifest: dict[str, Any], stats: dict) -> tuple[drift.DriftReport | N
 def load(output_dir: str) -> RunOutputs:
     """Reads an output directory (local or any Beam filesystem)."""
     manifest_path = FileSystems.join(output_dir, MANIFEST)
-    if not _exists(manifest_path):
+    if not FileSystems.exists(manifest_path):
         raise FileNotFoundError(f"{manifest_path} not found: not a preprocessing output directory")
     with FileSystems.open(manifest_path) as f:
         manifest = json.loads(f.read().decode("utf-8"))
     stats = {}
     for split in SPLITS:
         path = feature_stats.stats_path(output_dir, split)
-        if _exists(path):
+        if FileSystems.exists(path):
             datasets = feature_stats.read_stats(path).datasets
             if datasets:
                 stats[split] = datasets[0]
     drift_report, drift_source = _drift(manifest, stats)
     return RunOutputs(output_dir, manifest, stats, drift_report, drift_source,
                       _read_quarantine(FileSystems.join(output_dir, QUARANTINE_DIR, QUARANTINE_FILE)),
-                      _file_sizes(output_dir), _exists(FileSystems.join(output_dir, SUCCESS)))
+                      _file_sizes(output_dir), FileSystems.exists(FileSystems.join(output_dir, SUCCESS)))
 
 
 # --- sections -------------------------------------------------------------------------
@@ -232,7 +156,7 @@ def _inputs(inputs: list[dict] | None) -> str:
     total = sum(int(i.get("bytes") or 0) for i in inputs)
     rows = [[i.get("split", ""), i.get("path", ""), int(i.get("bytes") or 0)] for i in inputs[:MAX_LISTED_FILES]]
     return (f"<h3>Inputs: {len(inputs):,} files, {total / 1e6:,.1f} MB</h3>"
-            + table(["split", "file", "bytes"], rows) + _more(len(inputs), MAX_LISTED_FILES, "files"))
+            + table(["split", "file", "bytes"], rows) + more(len(inputs), MAX_LISTED_FILES, "files"))
 
 
 _COUNT_KEYS = ("files_matched", "files_read", "files_quarantined", "examples_read", "examples_written",
@@ -257,6 +181,8 @@ def _shards(splits: dict | None, sizes: dict[str, int]) -> str:
         for sh in shards[:MAX_LISTED_FILES]:
             name = sh["file"].rsplit("/", 1)[-1]
             rows.append(["", sh["file"], sh.get("examples", 0), sizes.get(name, NOT_RECORDED)])
+        if len(shards) > MAX_LISTED_FILES:
+            rows.append(["", f"... and {len(shards) - MAX_LISTED_FILES:,} more", "", ""])
     return "<h3>Shards</h3>" + table(["split", "file", "examples", "bytes"], rows)
 
 
@@ -307,18 +233,18 @@ def _channels(run: RunOutputs) -> str:
         rows.append(row + _drift_cells(run, name))
     headers = ["channel"] + [f"{s} {k}" for s in splits for k in ("mean", "std", "min", "max")] + ["JSD", "flag"]
     parts.append(table(headers, rows))
-    parts.append(_more(len(names), MAX_TABLE_ROWS, "channels (see stats/*.pb)"))
+    parts.append(more(len(names), MAX_TABLE_ROWS, "channels (see stats/*.pb)"))
     parts.append(_channel_plots(run, names, splits))
     return "".join(parts)
 
 
 def _channel_plots(run: RunOutputs, names: list[str], splits: list[str]) -> str:
     """Overlaid train/eval histograms: flagged channels first (largest distance first)."""
-    def order(name: str) -> tuple:
-        d = run.drift.get(name) if run.drift else None
-        return (not (d and d.drifted), -(d.distance if d and d.drifted else 0.0), names.index(name))
+    def order(indexed: tuple[int, str]) -> tuple:
+        d = run.drift.get(indexed[1]) if run.drift else None
+        return (not (d and d.drifted), -(d.distance if d and d.drifted else 0.0), indexed[0])
 
-    shown = sorted(names, key=order)[:MAX_CHANNEL_PLOTS]
+    shown = [name for _, name in sorted(enumerate(names), key=order)[:MAX_CHANNEL_PLOTS]]
     plots = []
     for name in shown:
         bars = {s: b for s in splits if (b := _standard_bars(_feature(run, s, name))) is not None}
@@ -340,7 +266,8 @@ def _per_element(run: RunOutputs) -> str:
     rows = [[name] + [float(f(v)) for f in (np.min, np.median, np.max)] for name, v in (("mean", mean), ("std", std))]
     return ("<h3>Per-element statistics (train, used for normalization)</h3>"
             + table(["statistic", "min over elements", "median", "max"], rows)
-            + img(report_plots.element_maps(np.atleast_2d(mean), np.atleast_2d(std)), "per-element mean and std"))
+            + img(report_plots.element_maps(mean.reshape(len(mean), -1), std.reshape(len(std), -1)),
+                  "per-element mean and std"))
 
 
 def _lengths(run: RunOutputs) -> str:
@@ -364,7 +291,8 @@ def _lengths(run: RunOutputs) -> str:
     parts.append(table(["split", "min", "mean", "max", "truncated samples", "padding fraction", "stored values",
                         "valid values"], rows))
     parts.append(f"<p>max_length: {esc(fmt(max_length))}. Length buckets: "
-                 + (f"<code>{esc(json.dumps(m['length_buckets']))}</code>" if m.get("length_buckets") is not None
+                 + (f"<code>{esc(json.dumps(m['length_buckets'])[:MAX_MESSAGE_CHARS])}</code>"
+                    if m.get("length_buckets") is not None
                     else ("none" if "length_buckets" in m else NOT_RECORDED)) + "</p>")
     return "".join(parts)
 
@@ -406,7 +334,7 @@ def _labels(run: RunOutputs) -> str:
     parts = [header, img(report_plots.label_counts(shown, {s: [c.get(k, 0) for k in shown] for s, c in counts.items()}),
                          "samples per class"),
              table(["id", "name", *(f"{s} samples" for s in counts)], rows)]
-    parts.append(_more(len(classes), MAX_CLASSES, "classes (see stats/*.pb)"))
+    parts.append(more(len(classes), MAX_CLASSES, "classes (see stats/*.pb)"))
     if d is not None:
         parts.append(f"<p>Class frequencies differ most for <code>{esc(d.where)}</code>: L-infinity distance "
                      f"{d.distance:.3g} (threshold {d.threshold:.3g}) {flag(d.drifted)}</p>")
@@ -435,7 +363,7 @@ def render(run: RunOutputs) -> str:
     title = f"Preprocessing report: {run.output_dir}"
     body = "".join([f"<h1>{esc(title)}</h1>", _checks(run), _run(run), _channels(run), _per_element(run),
                     _lengths(run), _labels(run), _quarantine(run)])
-    return _PAGE.substitute(title=esc(title), body=body)
+    return page(title, body)
 
 
 def write_report(output_dir: str) -> str:

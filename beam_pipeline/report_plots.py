@@ -88,11 +88,11 @@ def label_counts(classes: list[str], splits: dict[str, list[float]]) -> str:
 
 
 def element_maps(mean: np.ndarray, std: np.ndarray) -> str:
-    """Per-element mean and std as [T, prod(trailing)] images (per_element statistics)."""
+    """Per-element mean and std, each [T, prod(trailing)], as images (per_element statistics)."""
     fig = Figure(figsize=(7.0, 2.8))
     for i, (name, values) in enumerate((("mean", mean), ("std", std))):
         ax = fig.add_subplot(1, 2, i + 1)
-        image = ax.imshow(values.reshape(values.shape[0], -1), aspect="auto", cmap="viridis")
+        image = ax.imshow(values, aspect="auto", cmap="viridis")
         ax.set_title(f"per-element {name}", fontsize=9)
         ax.set_ylabel("time step", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -16,6 +16,7 @@ from playwright.sync_api import sync_playwright
 
 from beam_pipeline import drift, feature_stats, report
 from beam_pipeline.feature_stats import StatsAccumulator
+from beam_pipeline.report_html import esc
 from beam_pipeline.sample_data import write_dataset
 from beam_pipeline.samples import SampleBatch
 from tests.helpers import manifest, run_ok
@@ -85,7 +86,7 @@ def tags_of(text: str) -> list[tuple[str, dict[str, str]]]:
 def test_page_shows_the_run(sample_run):
     text = page(sample_run)
     m = manifest(sample_run)
-    assert f"<code>{report.esc('python -m beam_pipeline ' + shlex.join(m['command']))}</code>" in text
+    assert f"<code>{esc('python -m beam_pipeline ' + shlex.join(m['command']))}</code>" in text
     for split in ("train", "eval"):
         s = m["splits"][split]
         assert f"{split}: {s['examples_written']:,} examples written" in text
@@ -112,13 +113,13 @@ def test_quarantine_lists_reasons_with_file_and_message(sample_run):
     assert len(records) == 1
     reason = records[0]["reason"]
     assert f"<h3>{reason}: first 1 of 1</h3>" in text
-    assert report.esc(records[0]["message"][:report.MAX_MESSAGE_CHARS]) in text
+    assert esc(records[0]["message"][:report.MAX_MESSAGE_CHARS]) in text
 
 
 def test_data_is_escaped(sample_run):
     text = page(sample_run)
     assert 'onerror="alert(1)"' not in text and "<img src=x" not in text
-    assert report.esc(HOSTILE) in text
+    assert esc(HOSTILE) in text
     assert not [t for t, _ in tags_of(text) if t in ("script", "iframe", "object", "embed", "link", "base")]
 
 
