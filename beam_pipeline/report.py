@@ -331,8 +331,8 @@ def _labels(run: RunOutputs) -> str:
     shown = classes[:MAX_CLASSES]
     d = run.drift.get(features.LABEL) if run.drift else None
     rows = [[class_id(c), c, *(split_counts.get(c, 0) for split_counts in counts.values())] for c in shown]
-    parts = [header, img(report_plots.label_counts(shown, {s: [c.get(k, 0) for k in shown] for s, c in counts.items()}),
-                         "samples per class"),
+    fractions = report_plots.label_fractions(shown, {s: [c.get(k, 0) for k in shown] for s, c in counts.items()})
+    parts = [header, img(fractions, "samples per class"),
              table(["id", "name", *(f"{s} samples" for s in counts)], rows)]
     parts.append(more(len(classes), MAX_CLASSES, "classes (see stats/*.pb)"))
     if d is not None:

@@ -69,21 +69,22 @@ def length_histograms(splits: dict[str, Bars], max_length: int) -> str:
     ax.axvline(max_length, color=MARK_COLOR, linestyle="--", linewidth=1.2, label=f"max_length = {max_length}")
     ax.set_xlabel("valid time steps", fontsize=8)
     ax.set_ylabel("fraction of samples", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _data_uri(fig)
 
 
-def label_counts(classes: list[str], splits: dict[str, list[float]]) -> str:
-    """Samples per class, one bar per split side by side."""
+def label_fractions(classes: list[str], splits: dict[str, list[float]]) -> str:
+    """Each class's share of each split's samples, splits side by side (splits of different
+    sizes compare directly; the counts are in the table beside)."""
     fig, ax = _figure(max(4.0, min(12.0, 0.35 * len(classes) + 2)), 2.6)
     x = np.arange(len(classes))
     width = 0.8 / max(len(splits), 1)
     for i, (split, counts) in enumerate(splits.items()):
-        ax.bar(x + (i - (len(splits) - 1) / 2) * width, counts, width, label=split,
-               color=TRAIN_COLOR if split == "train" else EVAL_COLOR)
+        ax.bar(x + (i - (len(splits) - 1) / 2) * width, np.asarray(counts) / max(sum(counts), 1e-300), width,
+               label=split, color=TRAIN_COLOR if split == "train" else EVAL_COLOR)
     ax.set_xticks(x, classes, rotation=45 if len(classes) > 8 else 0, ha="right" if len(classes) > 8 else "center")
-    ax.set_ylabel("samples", fontsize=8)
-    ax.legend(fontsize=7, frameon=False)
+    ax.set_ylabel("fraction of split", fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _data_uri(fig)
 
 
