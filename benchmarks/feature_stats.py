@@ -3,11 +3,11 @@
 `python -m benchmarks.feature_stats [--gb 1.0] [--batch_mb 8]`
 
 Feeds --gb of float32 [T in 50..200, 16] samples (the preprocessing benchmark's shape) to
-one StatsAccumulator in --batch_mb batches (the pipeline's default size), cycling over 64 MB
-of distinct seeded batches, and prints seconds per GB of:
+one StatsAccumulator in --batch_mb batches (the pipeline's default size), cycling over up to
+64 MB of distinct seeded batches, and prints seconds per GB of:
   - the accumulator as shipped (exact moments and zeros, sampled sketch, labels, lengths);
   - each part alone: Moments.of on whole batches, the zero count, the sketch fed every
-    value (measured on the first 64 MB and extrapolated: it is linear) and the sketch as
+    value (measured on the pool of distinct batches and extrapolated: it is linear) and the sketch as
     sampled;
 and the time of to_proto(), the size of the pickled accumulator before and after compact(),
 and the sampled sketch's largest rank error on channel 0 (against NumPy's exact ranks).
@@ -31,11 +31,11 @@ CHANNELS = 16
 POOL_BYTES = 64 << 20
 
 
-def make_batches(batch_bytes: int, seed: int = 0) -> list[SampleBatch]:
-    """Distinct batches totalling POOL_BYTES, each about batch_bytes of float32 values."""
+def make_batches(batch_bytes: int, pool_bytes: int, seed: int = 0) -> list[SampleBatch]:
+    """Distinct batches totalling pool_bytes, each about batch_bytes of float32 values."""
     rng = np.random.default_rng(seed)
     batches, total = [], 0
-    while total < POOL_BYTES:
+    while total < pool_bytes:
         lengths = rng.integers(50, 201, size=max(1, batch_bytes // (125 * CHANNELS * 4)))
         values = rng.standard_t(5, size=(int(lengths.sum()), CHANNELS)).astype(np.float32)
         values[rng.random(values.shape) < 0.01] = 0
@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0)
     parser.add_argument("--batch_mb", type=float, default=8.0)
     args = parser.parse_args()
-    batches = make_batches(int(args.batch_mb * (1 << 20)))
+    pool_bytes = min(POOL_BYTES, int(args.gb * (1 << 30)))
+    batches = make_batches(int(args.batch_mb * (1 << 20)), pool_bytes)
     spec = DatasetSpec((CHANNELS,), "float32", 200)
     options = StatsOptions()
 
@@ -92,8 +93,8 @@ def main() -> None:
     rows.append(f"  zero count alone           "
                 f"{seconds_per_gb(batches, args.gb, lambda b: np.count_nonzero(b.values == 0, axis=0)):6.2f} s/GB")
     full = new_sketch(CHANNELS, options)
-    full_s = seconds_per_gb(batches, POOL_BYTES / (1 << 30), lambda b: full.AddValues(pa.array(b.values.reshape(-1))))
-    rows.append(f"  sketch, every value        {full_s:6.2f} s/GB (on {POOL_BYTES >> 20} MB, linear)")
+    full_s = seconds_per_gb(batches, pool_bytes / (1 << 30), lambda b: full.AddValues(pa.array(b.values.reshape(-1))))
+    rows.append(f"  sketch, every value        {full_s:6.2f} s/GB (on {pool_bytes >> 20} MB, linear)")
     sampled, seen = new_sketch(CHANNELS, options), [0]
 
     def sample(batch: SampleBatch) -> None:
