@@ -376,10 +376,15 @@ def write_report(output_dir: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Exit status 0 with the page's path printed, 2 when the directory holds no run."""
+    parser = argparse.ArgumentParser(prog="python -m beam_pipeline.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", help="a preprocessing run's output directory")
     args = parser.parse_args(argv)
-    print(write_report(args.output_dir))
+    try:
+        print(write_report(args.output_dir))
+    except FileNotFoundError as e:
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

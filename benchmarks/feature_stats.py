@@ -7,8 +7,8 @@ one StatsAccumulator in --batch_mb batches (the pipeline's default size), cyclin
 64 MB of distinct seeded batches, and prints seconds per GB of:
   - the accumulator as shipped (exact moments and zeros, sampled sketch, labels, lengths);
   - each part alone: Moments.of on whole batches, the zero count, the sketch fed every
-    value (measured on the pool of distinct batches and extrapolated: it is linear) and the sketch as
-    sampled;
+    value (measured on the pool of distinct batches and extrapolated: it is linear) and
+    the sketch as sampled;
 and the time of to_proto(), the size of the pickled accumulator before and after compact(),
 and the sampled sketch's largest rank error on channel 0 (against NumPy's exact ranks).
 """

@@ -146,9 +146,11 @@ def test_old_manifest_renders_sections_as_not_recorded(tmp_path):
     assert "drift: not recorded" in text and "no _SUCCESS" in text
 
 
-def test_missing_manifest_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a preprocessing output directory"):
-        report.load(str(tmp_path))
+def test_missing_manifest_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        report.main([str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "manifest.json not found: not a preprocessing output directory" in capsys.readouterr().err
 
 
 def synthetic_run(out: str, channels: int, shifted: int, quarantined: int, per_element: bool = False) -> None:
