@@ -26,7 +26,7 @@ from beam_pipeline import drift, feature_stats, histograms, report_plots
 from beam_pipeline.report_html import NOT_RECORDED, esc, flag, fmt, img, more, not_recorded, page, table
 from beam_pipeline.report_plots import Bars
 from transforms import features
-from transforms.outputs import DATA_DIR, MANIFEST, QUARANTINE_DIR, QUARANTINE_FILE, REPORT, SPLITS, SUCCESS
+from transforms.outputs import DATA_DIR, MANIFEST, QUARANTINE_DIR, QUARANTINE_FILE, REPORT, SPLITS
 
 MAX_CHANNEL_PLOTS = 24
 MAX_TABLE_ROWS = 256
@@ -57,7 +57,6 @@ class RunOutputs:
     drift_source: str                                            # where `drift` came from
     quarantine: Quarantine | None
     file_sizes: dict[str, int]                                   # shard name -> bytes
-    complete: bool                                               # _SUCCESS is there
 
 
 def _read_quarantine(path: str) -> Quarantine | None:
@@ -109,21 +108,20 @@ def load(output_dir: str) -> RunOutputs:
     drift_report, drift_source = _drift(manifest, stats)
     return RunOutputs(output_dir, manifest, stats, drift_report, drift_source,
                       _read_quarantine(FileSystems.join(output_dir, QUARANTINE_DIR, QUARANTINE_FILE)),
-                      _file_sizes(output_dir), FileSystems.exists(FileSystems.join(output_dir, SUCCESS)))
+                      _file_sizes(output_dir))
 
 
 # --- sections -------------------------------------------------------------------------
 
 def _checks(run: RunOutputs) -> str:
-    """The few numbers to look at first."""
+    """The few numbers to look at first. (Not whether _SUCCESS exists: the page is built
+    before it, also for runs that fail --max_bad_fraction, where it matters most.)"""
     m, items = run.manifest, []
-    items.append("run complete (_SUCCESS present)" if run.complete else
-                 '<span class="flag">incomplete</span> no _SUCCESS: the run did not finish')
     for split, s in m.get("splits", {}).items():
         read = s.get("examples_read", 0)
         lost = s.get("examples_quarantined", 0)
         items.append(f"{esc(split)}: {fmt(s.get('examples_written', 0))} examples written, {fmt(lost)} quarantined "
-                     f"({fmt(lost / read if read else 0.0)} of read), {fmt(s.get('examples_truncated', 0))} truncated")
+                     f"({lost / read if read else 0.0:.1%} of read), {fmt(s.get('examples_truncated', 0))} truncated")
     if run.drift is not None:
         flagged = run.drift.drifted
         items.append(f"drift: {len(flagged)} of {len(run.drift.features)} features flagged"
