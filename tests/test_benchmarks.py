@@ -179,3 +179,18 @@ def test_input_pipeline_benchmark(work_dir: str, tmp_path) -> None:
                                              "seed from_generator", "seed numpy_function", "seed interleave"}
     assert all(rate > 0 for rate in report["examples_per_s"].values())
     assert report["ratios"]["ours (training)"]["over_ceiling"] > 0
+
+
+def test_feature_stats_benchmark() -> None:
+    out = run_module("benchmarks.feature_stats", "--gb", "0.02", "--batch_mb", "1").stdout
+    for row in ("accumulator (as shipped)", "sketch, every value", "sketch, sampled", "pickled accumulator"):
+        assert row in out
+    error = float(out.split("max rank error, channel 0")[1].split()[0])
+    assert error <= 0.01   # within the sketch's epsilon
+
+
+def test_drift_noise_benchmark() -> None:
+    rows = run_module("benchmarks.drift_noise", "--trials", "1", "--rows", "2000").stdout.strip().splitlines()
+    assert len(rows) == 2 + 5   # header, separator, one row per distribution
+    normal = rows[2].split("|")
+    assert float(normal[3].split("/")[0]) < float(normal[7].split("/")[0])   # no shift < shift 0.5

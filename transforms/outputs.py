@@ -9,6 +9,8 @@ imports: the pipeline's CLI checks the output directory before TensorFlow loads.
     transform_fn/, transformed_metadata/   tf.Transform's own layout
     data/SPLIT-[LBBBBB-]IIIII-of-NNNNN.tfrecord[.gz]   the shards (LBBBBB: a length bucket)
     quarantine/quarantine.jsonl            refused files and samples
+    stats/SPLIT.pb            raw-data statistics of each split (TFDV's DatasetFeatureStatisticsList, binary)
+    report.html               one self-contained page summarizing the run (beam_pipeline/report.py)
     .work/                    scratch space while a run is in progress
 """
 
@@ -22,10 +24,14 @@ QUARANTINE_FILE = "quarantine.jsonl"
 TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_METADATA_DIR = "transformed_metadata"
 WORK_DIR = ".work"
+STATS_DIR = "stats"
+STATS_SUFFIX = ".pb"
+REPORT = "report.html"
 
 # Everything a run may leave in the output directory: cleared before a run, so stale shards
 # of an earlier run can never mix with new ones. Nothing else in the directory is touched.
-ENTRIES = (DATA_DIR, TRANSFORM_FN_DIR, TRANSFORMED_METADATA_DIR, QUARANTINE_DIR, WORK_DIR, MANIFEST, SUCCESS)
+ENTRIES = (DATA_DIR, TRANSFORM_FN_DIR, TRANSFORMED_METADATA_DIR, QUARANTINE_DIR, STATS_DIR, REPORT, WORK_DIR, MANIFEST,
+           SUCCESS)
 
 TRAIN = "train"
 EVAL = "eval"
