@@ -21,11 +21,11 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
-from beam_pipeline import reports
+from beam_pipeline import feature_stats, reports
 from beam_pipeline.moments import Moments
 from beam_pipeline.reports import ValueStats
 from beam_pipeline.samples import SampleBatch
-from transforms import features
+from transforms import features, outputs
 from transforms.features import DatasetSpec
 from transforms.outputs import WORK_DIR
 from transforms.preprocessing import make_preprocessing_fn
@@ -115,6 +115,7 @@ class _Summary:
     steps: int = 0
     longest: int = 0
     labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    stats: feature_stats.StatsAccumulator | None = None   # the split's raw-data statistics
 
     def merge(self, other: _Summary) -> _Summary:
         parts = self.parts + other.parts
@@ -122,30 +123,42 @@ class _Summary:
             logging.warning("statistics: more than %d per-batch summaries; merging them early (the last bits of "
                             "the statistics may then depend on the runner's scheduling)", len(parts))
             parts = (Moments.merge_all(list(parts), parts[0].mean.size),)
+        stats = self.stats or other.stats
+        if self.stats and other.stats:
+            stats.merge_from(other.stats)
         return _Summary(parts, self.samples + other.samples, self.steps + other.steps,
-                        max(self.longest, other.longest), self.labels + other.labels)
+                        max(self.longest, other.longest), self.labels + other.labels, stats)
 
     def moments(self, width: int) -> Moments:
         return Moments.merge_all(list(self.parts), width)
 
 
 class _SummaryFn(beam.CombineFn):
-    """Combines tf.Transform's analyzer input batches (values [rows, K], lengths, labels)."""
+    """Combines tf.Transform's analyzer input batches (values [rows, K], lengths, labels); also
+    the training split's raw-data statistics (feature_stats.py), reusing the moments."""
 
-    def __init__(self, width: int):
-        self._width = width
+    def __init__(self, spec: DatasetSpec):
+        self._spec = spec
+        self._width = spec.stats_width
 
     def create_accumulator(self) -> _Summary:
-        return _Summary(())
+        return _Summary((), stats=feature_stats.StatsAccumulator.create(self._spec))
 
     def add_input(self, acc: _Summary, batch: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _Summary:
         values, lengths, labels = batch
-        part = _Summary((Moments.of(values.reshape(-1, self._width)),), len(lengths), int(lengths.sum()),
-                        int(lengths.max(initial=0)), collections.Counter(labels.tolist()))
+        moments = Moments.of(values.reshape(-1, self._width))
+        # Per channel, the statistics' moments are these; per element they are not.
+        acc.stats.add_arrays(values, lengths, labels, None if self._spec.per_element else moments)
+        part = _Summary((moments,), len(lengths), int(lengths.sum()), int(lengths.max(initial=0)),
+                        collections.Counter(labels.tolist()))
         return acc.merge(part)
 
     def merge_accumulators(self, accumulators) -> _Summary:
         return functools.reduce(_Summary.merge, accumulators, self.create_accumulator())
+
+    def compact(self, acc: _Summary) -> _Summary:
+        acc.stats.compact()   # before Beam serializes it: the sketches shrink ~5x
+        return acc
 
     def extract_output(self, acc: _Summary) -> tuple[Moments, _Summary]:
         return acc.moments(self._width), acc
@@ -167,7 +180,7 @@ class SummarizeTrainingSplit(beam.PTransform):
         self._output_dir = output_dir
 
     def expand(self, batches):
-        summary = batches | "Summarize" >> beam.CombineGlobally(_SummaryFn(self._spec.stats_width))
+        summary = batches | "Summarize" >> beam.CombineGlobally(_SummaryFn(self._spec))
         outputs = summary | "Outputs" >> beam.ParDo(_AnalyzerOutputs(self._spec, self._output_dir)).with_outputs(
             *_OUTPUTS)
         return tuple(outputs[name] for name in _OUTPUTS)
@@ -186,6 +199,7 @@ class _AnalyzerOutputs(beam.DoFn):
     def process(self, summary: tuple[Moments, _Summary]):
         reports.write_reports(self._output_dir, "statistics", [_value_stats(summary, self._spec)])
         m, s = summary
+        feature_stats.write_partial(self._output_dir, "train", outputs.TRAIN, s.stats)
         int_labels = [k for k in s.labels if not isinstance(k, bytes)]
         for name, value in zip(_OUTPUTS, (m.mean, m.variance, m.min, m.max, np.int64(max(int_labels, default=-1)))):
             yield beam.pvalue.TaggedOutput(name, value)

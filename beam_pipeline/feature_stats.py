@@ -26,6 +26,7 @@ per output shard) merge into the split's statistics (`MergeStatsFn` in CombinePe
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import apache_beam as beam
 import numpy as np
@@ -40,7 +41,7 @@ from beam_pipeline.moments import Moments
 from beam_pipeline.samples import SampleBatch
 from transforms import features
 from transforms.features import DatasetSpec
-from transforms.outputs import STATS_DIR, STATS_SUFFIX
+from transforms.outputs import STATS_DIR, STATS_SUFFIX, WORK_DIR
 
 FeatureType = statistics_pb2.FeatureNameStatistics
 # Values summarized at a time: Moments.of converts to float64 and makes several passes; on
@@ -120,14 +121,17 @@ class ColumnSummary:
     def empty(cls, width: int, options: StatsOptions) -> ColumnSummary:
         return cls(Moments.empty(width), np.zeros(width, dtype=np.int64), new_sketch(width, options))
 
-    def add(self, rows: np.ndarray, options: StatsOptions) -> None:
-        """Adds [rows, width] values."""
+    def add(self, rows: np.ndarray, options: StatsOptions, moments: Moments | None = None) -> None:
+        """Adds [rows, width] values; `moments`: theirs, when the caller has them already."""
         sketch_rows(self.sketch, rows, self.moments.count, options)
         step = max(1, _CHUNK_VALUES // max(rows.shape[1], 1))
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
-            self.moments = self.moments.merge(Moments.of(chunk))
+            if moments is None:
+                self.moments = self.moments.merge(Moments.of(chunk))
             self.zeros += np.count_nonzero(chunk == 0, axis=0)
+        if moments is not None:
+            self.moments = self.moments.merge(moments)
 
     def merge_from(self, other: ColumnSummary) -> None:
         self.sketch.Merge(other.sketch)
@@ -245,9 +249,15 @@ class StatsAccumulator:
 
     def add(self, batch: SampleBatch) -> None:
         """Adds a batch's samples."""
-        self.x.add(batch.values.reshape(-1, self.spec.num_channels), self.options)
-        self.lengths.add(batch.lengths.reshape(-1, 1), self.options)
-        self.labels.add(batch.labels)
+        self.add_arrays(batch.values, batch.lengths, batch.labels)
+
+    def add_arrays(self, values: np.ndarray, lengths: np.ndarray, labels: np.ndarray,
+                   x_moments: Moments | None = None) -> None:
+        """Adds samples given as their values (any shape, channels last), lengths and labels;
+        `x_moments`: the per-channel moments of the values, when the caller has them already."""
+        self.x.add(values.reshape(-1, self.spec.num_channels), self.options, x_moments)
+        self.lengths.add(lengths.reshape(-1, 1), self.options)
+        self.labels.add(labels)
 
     def merge_from(self, other: StatsAccumulator) -> None:
         self.x.merge_from(other.x)
@@ -359,3 +369,28 @@ def feature_name(stats: statistics_pb2.FeatureNameStatistics) -> str:
 def feature(stats: statistics_pb2.DatasetFeatureStatistics, name: str) -> statistics_pb2.FeatureNameStatistics | None:
     """A feature of a dataset by name, or None."""
     return next((f for f in stats.features if feature_name(f) == name), None)
+
+
+# Each shard's partial statistics, until the launcher merges them: WORK_DIR/stats/NAME.pickle.
+# Pickle is safe here: these files are the job's own accumulators, never user input.
+_PARTIALS_DIR = "stats"
+
+
+def write_partial(output_dir: str, name: str, split: str, acc: StatsAccumulator) -> None:
+    """Saves a shard's accumulator (compacted) for the launcher, replacing an earlier attempt's."""
+    acc.compact()
+    with FileSystems.create(FileSystems.join(output_dir, WORK_DIR, _PARTIALS_DIR, name + ".pickle")) as f:
+        f.write(pickle.dumps((split, acc)))
+
+
+def merge_partials(output_dir: str, spec: DatasetSpec,
+                   options: StatsOptions | None = None) -> dict[str, statistics_pb2.DatasetFeatureStatistics]:
+    """Each split's statistics, from the shards' partial accumulators."""
+    merged: dict[str, StatsAccumulator] = {}
+    pattern = FileSystems.join(output_dir, WORK_DIR, _PARTIALS_DIR, "*.pickle")
+    for result in FileSystems.match([pattern]):
+        for meta in sorted(result.metadata_list, key=lambda m: m.path):
+            with FileSystems.open(meta.path) as f:
+                split, acc = pickle.loads(f.read())  # noqa: S301 - written by this job's workers
+            merged.setdefault(split, StatsAccumulator.create(spec, options)).merge_from(acc)
+    return {split: acc.to_proto() for split, acc in merged.items()}

@@ -14,7 +14,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import buckets, reports
+from beam_pipeline import buckets, drift, feature_stats, report, reports
 from beam_pipeline.errors import RunFailedError
 from beam_pipeline.plan import FileTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport, ValueStats
@@ -149,6 +149,16 @@ def _padding(spec: DatasetSpec, histograms: dict[str, buckets.Histogram]) -> dic
             for split, hist in histograms.items()}
 
 
+def _write_statistics(output_dir: str, spec: DatasetSpec) -> dict[str, Any] | None:
+    """Writes stats/SPLIT.pb for every split; returns the train/eval drift (None without eval)."""
+    stats = feature_stats.merge_partials(output_dir, spec)
+    for split, split_stats in stats.items():
+        feature_stats.write_stats(feature_stats.stats_path(output_dir, split), split, split_stats)
+    if outputs.EVAL not in stats or outputs.TRAIN not in stats:
+        return None
+    return drift.compare(stats[outputs.TRAIN], stats[outputs.EVAL]).to_json()
+
+
 def _check_bad_fraction(m: dict[str, Any], limit: float) -> None:
     for split, s in m["splits"].items():
         sample_fraction = s["examples_quarantined"] / max(1, s["examples_read"])
@@ -162,8 +172,9 @@ def _check_bad_fraction(m: dict[str, Any], limit: float) -> None:
 
 def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: list[str],
             compression: str, max_bad_fraction: float, timings: dict[str, float | None]) -> dict[str, Any]:
-    """Writes the quarantine file (sorted) and the manifest, removes the work directory, and
-    marks the run complete with _SUCCESS unless more input was bad than `max_bad_fraction` allows.
+    """Writes the quarantine file (sorted), the statistics of every split (stats/), the
+    manifest and report.html, removes the work directory, and marks the run complete with
+    _SUCCESS unless more input was bad than `max_bad_fraction` allows.
 
     Args:
       timings: seconds per phase, written into the manifest.
@@ -180,9 +191,11 @@ def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask
     write_text(FileSystems.join(output_dir, outputs.QUARANTINE_DIR, outputs.QUARANTINE_FILE),
                "".join(q.to_json() + "\n" for q in quarantine))
     m = build_manifest(output_dir, spec, matched, argv, compression, steps)
+    m["drift"] = _write_statistics(output_dir, spec)
     # Seconds per phase (None: not seen by the launcher, on runners whose workers are elsewhere).
     m["timings"] = {k: (round(v, 2) if v is not None else None) for k, v in timings.items()}
     write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
+    report.write_report(output_dir)
     FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
     _check_bad_fraction(m, max_bad_fraction)
     write_text(FileSystems.join(output_dir, outputs.SUCCESS), "")

@@ -187,8 +187,8 @@ def _shards(splits: dict | None, sizes: dict[str, int]) -> str:
 def _timings(timings: dict | None) -> str:
     if not timings:
         return not_recorded("Timings per phase")
-    rows = [[phase, float(seconds)] for phase, seconds in timings.items()]
-    rows.append(["total", float(sum(float(s) for s in timings.values()))])
+    # None: a phase the launcher could not see (workers on other machines).
+    rows = [[phase, "not seen" if seconds is None else float(seconds)] for phase, seconds in timings.items()]
     return "<h3>Timings per phase (s)</h3>" + table(["phase", "seconds"], rows)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import buckets, errors, layouts, progress, reader, reports, tfrecord
+from beam_pipeline import buckets, errors, feature_stats, layouts, progress, reader, reports, tfrecord
 from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import ShardTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
@@ -66,7 +66,8 @@ class WriteShardFn(beam.DoFn):
     """Reads a shard's files, transforms them with the saved graph and writes the shard.
 
     Outputs nothing: it writes the shard, then its reports (the shard's, one per file task,
-    one per refused file or sample) for the launcher to read (see reports.py).
+    one per refused file or sample) and the statistics of its raw samples (feature_stats.py)
+    for the launcher to read.
     """
 
     def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
@@ -125,6 +126,9 @@ class WriteShardFn(beam.DoFn):
         bounds = self._spec.bucket_bounds
         names = [shard.file_name(self._compression, bound if self._spec.length_buckets else None) for bound in bounds]
         files, pool = [], Pool(self._chunk_bytes)
+        # The training split's statistics come from the analyze pass (analyze.py), which has
+        # the moments already; the other splits' are gathered here.
+        stats = feature_stats.StatsAccumulator.create(self._spec) if shard.split != outputs.TRAIN else None
         with contextlib.ExitStack() as stack:
             sinks = [stack.enter_context(_ShardFile(self._output_dir, name, self._compression)) for name in names]
             for task in shard.tasks:
@@ -134,6 +138,8 @@ class WriteShardFn(beam.DoFn):
                 files.append(done)
                 batches, read.batches = read.batches, []   # reports outlive the shard; data must not
                 for batch in batches:
+                    if stats is not None:
+                        stats.add(batch)
                     full = pool.add((done, batch), batch.values.nbytes)
                     if full:
                         self._write_batches(full, sinks)
@@ -149,6 +155,8 @@ class WriteShardFn(beam.DoFn):
             self._refused.inc(report.quarantined)
             found += [report, *quarantine]
         reports.write_reports(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found)
+        if stats is not None:
+            feature_stats.write_partial(self._output_dir, f"{shard.split}-{shard.index:05d}", shard.split, stats)
 
 
 class _ShardFile:

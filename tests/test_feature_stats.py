@@ -322,3 +322,31 @@ def test_jensen_shannon_matches_hand_computed_values():
     # Disjoint supports give TFDV's maximum, 1.
     assert drift.jensen_shannon(quantiles([0, 1, 2, 3, 4], [1, 1, 1, 1]), quantiles([0, 0, 0, 0, 0], [1, 1, 1, 1])) \
         == pytest.approx(jsd([1, 1, 1, 1], [1, 0, 0, 0]))
+
+
+def test_a_pipeline_run_writes_both_splits_statistics_and_flags_the_shifted_channel(tmp_path):
+    """Through the CLI: stats/train.pb and stats/eval.pb against NumPy, the drift in the
+    manifest, and report.html beside them."""
+    from tests.support.helpers import manifest, run_ok, write_ragged
+
+    rng = np.random.default_rng(11)
+    train = [rng.normal(size=(t, 3)).astype(np.float32) for t in rng.integers(5, 40, 300)]
+    evaluation = [rng.normal(size=(t, 3)).astype(np.float32) for t in rng.integers(5, 40, 200)]
+    for sample in evaluation:
+        sample[:, 1] += 1.0   # channel 1 shifted by one standard deviation, 0 and 2 not
+    write_ragged(str(tmp_path / "train.npz"), train, rng.integers(0, 3, len(train)))
+    write_ragged(str(tmp_path / "eval.npz"), evaluation, rng.integers(0, 3, len(evaluation)))
+    out = tmp_path / "out"
+    run_ok("--input", str(tmp_path / "train.npz"), "--eval_input", str(tmp_path / "eval.npz"), "--output_dir", str(out))
+    for split, samples in (("train", train), ("eval", evaluation)):
+        stats = read_stats(stats_path(str(out), split)).datasets[0]
+        assert stats.name == split and stats.num_examples == len(samples)
+        values = np.concatenate(samples).astype(np.float64)
+        for c in range(3):
+            num = feature(stats, channel_name(c)).num_stats
+            np.testing.assert_allclose([num.mean, num.std_dev], [values[:, c].mean(), values[:, c].std()], rtol=1e-9)
+            assert (num.min, num.max) == (values[:, c].min(), values[:, c].max())
+        assert feature(stats, "length").num_stats.max == max(len(s) for s in samples)
+    flagged = manifest(str(out))["drift"]["drifted"]
+    assert flagged == ["x[1]"], flagged
+    assert (out / "report.html").stat().st_size > 0

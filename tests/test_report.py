@@ -19,7 +19,7 @@ from beam_pipeline.feature_stats import StatsAccumulator
 from beam_pipeline.report_html import esc
 from beam_pipeline.sample_data import write_dataset
 from beam_pipeline.samples import SampleBatch
-from tests.helpers import manifest, run_ok
+from tests.support.helpers import manifest, run_ok
 from transforms.features import DatasetSpec
 
 # A file name that is also markup: it must reach the page as text.
@@ -93,7 +93,9 @@ def test_page_shows_the_run(sample_run):
         assert s["shards"][0]["file"] in text
     shard = m["splits"]["train"]["shards"][0]["file"]
     assert f"{os.path.getsize(os.path.join(sample_run, shard)):,}" in text
-    assert "Timings per phase: not recorded" in text          # the current manifest has none yet
+    assert "<h3>Timings per phase (s)</h3>" in text
+    for phase in ("scan", "analyze", "write", "job", "total"):
+        assert f"<td>{phase}</td>" in text, phase
     assert text.count("histogram of x[") == 8                  # every channel plotted
     assert "length histograms" in text and "samples per class" in text
     assert "train mean" in text and "JSD" in text
@@ -172,7 +174,7 @@ def synthetic_run(out: str, channels: int, shifted: int, quarantined: int, per_e
     m = {"format_version": 1, "command": ["--input", "x"], "spec": spec.to_json(), "max_length": 8,
          "label_vocabulary": ["cat", "dog"],
          "statistics": {"x": {"mean": np.zeros((8, channels)).tolist(), "std": np.ones((8, channels)).tolist()}},
-         "timings": {"scan": 1.5, "analyze": 12.25, "transform_write": 30.0},
+         "timings": {"scan": 1.5, "analyze": 12.25, "write": 30.0, "job": 40.0, "total": 43.75},
          "padding": {"train": {"valid_values": 900, "stored_values": 1000, "padding_fraction": 0.1}},
          "drift": drift.compare(stats["train"], stats["eval"]).to_json(), "length_buckets": None}
     with open(os.path.join(out, "manifest.json"), "w") as f:
