@@ -21,6 +21,7 @@ import datetime
 import glob
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -163,7 +164,7 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     try:
         pipeline.build_pipeline()(**params)
     except RuntimeError as e:   # kfp: a task finished with status FAILURE
-        error = str(e)
+        error = re.sub(r"\x1b\[[0-9;]*m", "", str(e))   # kfp colors task names
     finally:
         records = report.read(report_path)
         os.unlink(report_path)
