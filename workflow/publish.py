@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import os
 import shutil
+import uuid
 from typing import Any
 
 from workflow import report, storage
@@ -111,7 +112,7 @@ def _write_local_version(publish_dir: str, version: str, model_dir: str, dataset
 def _point_link(publish_dir: str, version: str) -> None:
     """Swaps the `current` symlink with one rename (a symlink cannot be retargeted in place)."""
     link = os.path.join(publish_dir, CURRENT_LINK)
-    tmp = os.path.join(publish_dir, f".{CURRENT_LINK}-{version}")
+    tmp = os.path.join(publish_dir, f".{CURRENT_LINK}-{uuid.uuid4().hex}")   # unique: a killed run may leave one
     os.symlink(os.path.join(VERSIONS_DIR, version), tmp)
     os.replace(tmp, link)
 
