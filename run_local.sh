@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole job end to end on a small seeded sample dataset, from a fresh clone.
+# Runs the whole workflow end to end on a small seeded sample dataset, from a fresh clone:
+# preprocess -> train -> validate -> publish, orchestrated by kfp's local runner (python -m workflow;
+# see docs/workflow.md). A second run with nothing changed is served from the cache in seconds.
 # Creates .venv if missing and installs the project into it (pinned stack, see constraints.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,35 +12,23 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $PYTHON"
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import beam_pipeline, tensorflow_transform" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import beam_pipeline, tensorflow_transform, kfp, workflow" >/dev/null 2>&1; then
   echo "== installing the project into .venv (first run: a few minutes)"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
 fi
 
 DATA=${DATA:-sample_data}
-OUT=${OUT:-out}
-echo "== generating sample data in $DATA/"
+ROOT=${ROOT:-workflow_runs}
+PUBLISHED=${PUBLISHED:-published}
+echo "== generating sample data in $DATA/ (the same bytes every time: a rerun stays cached)"
 .venv/bin/python -m beam_pipeline.sample_data --out "$DATA"
 
-echo "== preprocessing: $DATA/ -> $OUT/"
-.venv/bin/python -m beam_pipeline \
+echo "== workflow: $DATA/ -> $ROOT/ (steps, cache) -> $PUBLISHED/ (the served model)"
+.venv/bin/python -m workflow run \
   --input "$DATA/train-*.npz" --eval_input "$DATA/test-*.npz" \
-  --output_dir "$OUT" --overwrite
+  --root "$ROOT" --publish_dir "$PUBLISHED" --epochs 3 --batch_size 32 --min_accuracy 0.5
 
-echo "== output"
-ls -l "$OUT" "$OUT/data"
-.venv/bin/python - "$OUT" <<'PY'
-import json, sys
-m = json.load(open(f"{sys.argv[1]}/manifest.json"))
-s = m["statistics"]["x"]
-print(f"max_length={m['max_length']} num_classes={m['num_classes']} features={ {k: v['shape'] for k, v in m['features'].items()} }")
-print("train mean per channel:", [round(v, 3) for v in s["mean"]])
-print("train std  per channel:", [round(v, 3) for v in s["std"]])
-PY
-
-MODEL=${MODEL:-model}
-echo "== training: $OUT/ -> $MODEL/ (a short run; see docs/training.md)"
-.venv/bin/python -m trainer --data_dir "$OUT" --model_dir "$MODEL" --epochs 3 --batch_size 32
-echo "== final metrics ($MODEL/metrics.json)"
-cat "$MODEL/metrics.json"
+echo "== published model: $PUBLISHED/current/serving -> $(readlink "$PUBLISHED/current")"
+echo "== its metrics ($PUBLISHED/current/metrics.json)"
+cat "$PUBLISHED/current/metrics.json"

@@ -1,0 +1,144 @@
+"""The validate and publish steps: a model goes out only if it is good enough and not worse.
+
+A published model lives at a stable location, PUBLISH_DIR:
+
+  versions/<version>/   serving/ (the SavedModel), metrics.json, manifest.json (the data's),
+                        publish.json (what was published, from which run, when)
+  LATEST.json           the pointer: which version is current, its metrics and provenance
+  current -> versions/<version>   (local filesystems only) a symlink servers can load from
+
+A version directory is complete before anything points at it, and is never changed after.
+Locally it is copied into versions/.staging-* and renamed into place, then the pointer and the
+symlink are each replaced with one atomic rename: a server sees the old model or the new one,
+never a part. On GCS there is no atomic directory rename; the version is written under its
+own prefix, which nothing names yet, and the pointer object is written last (an object becomes
+visible only once complete), so servers must resolve LATEST.json (see docs/workflow.md).
+A step killed at any point leaves the previous pointer, so the previous model, in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import shutil
+import uuid
+from typing import Any
+
+from workflow import report, storage
+
+POINTER = "LATEST.json"
+CURRENT_LINK = "current"
+VERSIONS_DIR = "versions"
+SERVING_DIR = "serving"
+METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "manifest.json"
+RECORD_FILE = "publish.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    approved: bool
+    reason: str
+
+
+def published(publish_dir: str) -> dict[str, Any] | None:
+    """The pointer of the currently published model, or None before the first publish."""
+    return storage.read_json(storage.join(publish_dir, POINTER))
+
+
+def decide(candidate_uri: str, metrics: dict[str, Any], current: dict[str, Any] | None, min_accuracy: float,
+           max_regression: float) -> Decision:
+    """Whether the candidate may replace the published model.
+
+    It must reach min_accuracy on the eval split and lose at most max_regression of the
+    published model's eval accuracy. A NaN accuracy fails both (comparisons with NaN are false).
+    The published models' accuracies were measured on the eval split of their own run: when the
+    eval files change, the comparison is across two eval sets (see docs/workflow.md).
+    """
+    if current is not None and current["model_uri"] == candidate_uri:
+        return Decision(True, f"already the published model (version {current['version']})")
+    accuracy = (metrics.get("eval") or {}).get("accuracy")
+    if accuracy is None:
+        return Decision(False, "the candidate has no eval metrics")
+    if not accuracy >= min_accuracy:
+        return Decision(False, f"eval accuracy {accuracy:.4f} is below the threshold {min_accuracy}")
+    if current is None:
+        return Decision(True, f"eval accuracy {accuracy:.4f} >= {min_accuracy}; nothing published yet")
+    baseline = current["metrics"]["eval"]["accuracy"]
+    if not accuracy >= baseline - max_regression:
+        return Decision(False, f"worse than the published version {current['version']}: eval accuracy "
+                               f"{accuracy:.4f} < {baseline:.4f} - max_regression {max_regression}")
+    return Decision(True, f"eval accuracy {accuracy:.4f} >= {min_accuracy} and >= published "
+                          f"{baseline:.4f} - {max_regression}")
+
+
+def validate(model_dir: str, model_uri: str, publish_dir: str, min_accuracy: float, max_regression: float) -> bool:
+    """The validate step: decides and reports; True lets the publish step run."""
+    metrics = storage.read_json(storage.join(model_dir, METRICS_FILE))
+    decision = decide(model_uri, metrics, published(publish_dir), min_accuracy, max_regression)
+    report.record("validate", approved=decision.approved, reason=decision.reason, eval=metrics.get("eval"))
+    return decision.approved
+
+
+def _version_name(model_uri: str) -> str:
+    """Sortable by time, unique per candidate: two publishers never write the same version."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{now}-{hashlib.sha256(model_uri.encode()).hexdigest()[:8]}"
+
+
+def _fill_version(folder: str, model_dir: str, dataset_dir: str, record: dict[str, Any]) -> None:
+    storage.copy_tree(storage.join(model_dir, SERVING_DIR), storage.join(folder, SERVING_DIR))
+    for src, name in ((model_dir, METRICS_FILE), (dataset_dir, MANIFEST_FILE)):
+        storage.write_json(storage.join(folder, name), storage.read_json(storage.join(src, name)))
+    storage.write_json(storage.join(folder, RECORD_FILE), record)
+
+
+def _write_local_version(publish_dir: str, version: str, model_dir: str, dataset_dir: str,
+                         record: dict[str, Any]) -> None:
+    """Copies into a staging directory, then renames it into versions/: complete or absent."""
+    versions = os.path.join(publish_dir, VERSIONS_DIR)
+    staging = os.path.join(versions, f".staging-{version}")
+    os.makedirs(staging)
+    try:
+        _fill_version(staging, model_dir, dataset_dir, record)
+        os.rename(staging, os.path.join(versions, version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _point_link(publish_dir: str, version: str) -> None:
+    """Swaps the `current` symlink with one rename (a symlink cannot be retargeted in place)."""
+    link = os.path.join(publish_dir, CURRENT_LINK)
+    tmp = os.path.join(publish_dir, f".{CURRENT_LINK}-{uuid.uuid4().hex}")   # unique: a killed run may leave one
+    os.symlink(os.path.join(VERSIONS_DIR, version), tmp)
+    os.replace(tmp, link)
+
+
+def publish(model_dir: str, model_uri: str, dataset_dir: str, dataset_uri: str, publish_dir: str,
+            data_key: str) -> str:
+    """The publish step: makes the candidate the current model; returns its version."""
+    current = published(publish_dir)
+    if current is not None and current["model_uri"] == model_uri:
+        if not storage.is_remote(publish_dir):
+            _point_link(publish_dir, current["version"])   # in case a run was killed between the two switches
+        report.record("publish", result="up to date", version=current["version"], publish_dir=publish_dir)
+        return current["version"]
+    version = _version_name(model_uri)
+    record = {"version": version, "path": f"{VERSIONS_DIR}/{version}", "model_uri": model_uri,
+              "dataset_uri": dataset_uri, "data_key": data_key,
+              "metrics": {k: v for k, v in storage.read_json(storage.join(model_dir, METRICS_FILE)).items()
+                          if k in ("train", "eval")},
+              "published_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "previous_version": current["version"] if current else None}
+    if storage.is_remote(publish_dir):
+        _fill_version(storage.join(publish_dir, VERSIONS_DIR, version), model_dir, dataset_dir, record)
+    else:
+        _write_local_version(publish_dir, version, model_dir, dataset_dir, record)
+    storage.write_json(storage.join(publish_dir, POINTER), record)   # the switch: one atomic write
+    if not storage.is_remote(publish_dir):
+        _point_link(publish_dir, version)
+    report.record("publish", result="published", version=version, publish_dir=publish_dir)
+    return version

@@ -1,0 +1,97 @@
+"""What the fingerprint, preprocess and train steps do, inside their kfp components.
+
+Each step passes paths, never data: preprocess hands the pipeline's --output_dir to train as its
+--data_dir. The two CLIs stay black boxes run in subprocesses, so TensorFlow never loads in the
+orchestrator and each CLI still runs alone exactly as it does here.
+
+Everything this module runs for preprocess or train is part of that step's code version (see
+PREPROCESS_CODE, TRAIN_CODE): editing it reruns them. Validation and publishing live in
+workflow.publish so that changing them reruns neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from workflow import fingerprint as fp
+from workflow import report, storage
+
+# The sources each step runs: a change to any of them reruns the step (and what follows it).
+PREPROCESS_CODE = ("beam_pipeline", "transforms", "workflow.steps", "workflow.storage")
+TRAIN_CODE = ("trainer", "transforms", "workflow.steps", "workflow.storage")
+
+
+class StepFailedError(RuntimeError):
+    """A step's CLI exited with a non-zero status."""
+
+
+def location(uri: str, path: str) -> str:
+    """Where a step reads or writes an artifact: its URI on a remote store, else its local path.
+
+    On Vertex AI an artifact's `path` is a /gcs/... FUSE mount of its gs:// URI. Beam and
+    TensorFlow read and write gs:// natively, and Dataflow workers cannot see the mount.
+    """
+    return uri if storage.is_remote(uri) else path
+
+
+def fingerprint(input_globs: Sequence[str], eval_globs: Sequence[str], stat_cache: str) -> tuple[str, str]:
+    """The cache keys kfp cannot compute: (preprocess key: input content + code, train key: code)."""
+    data = fp.data_fingerprint({"train": input_globs, "eval": eval_globs}, stat_cache)
+    preprocess_key = hashlib.sha256(f"{data.key}\0{fp.code_version(PREPROCESS_CODE)}".encode()).hexdigest()
+    train_key = fp.code_version(TRAIN_CODE)
+    report.record("fingerprint", files=data.files, hashed=data.hashed, reused=data.reused, remote=data.remote,
+                  preprocess_key=preprocess_key, train_key=train_key)
+    return preprocess_key, train_key
+
+
+def beam_flags(runner: str, project: str, region: str, bucket: str) -> list[str]:
+    """Beam options from the pipeline's parameters. No runner: the CLI's in-process FnApiRunner."""
+    flags = ["--runner", runner] if runner else []
+    flags += ["--project", project] if project else []
+    flags += ["--region", region] if region else []
+    if bucket:
+        root = "gs://" + bucket.removeprefix("gs://").rstrip("/")
+        flags += ["--temp_location", f"{root}/beam/tmp", "--staging_location", f"{root}/beam/staging"]
+    return flags
+
+
+def run_cli(module: str, args: Sequence[str]) -> None:
+    """Runs `python -m MODULE ARGS` with this interpreter; its output goes to the step's log.
+
+    Raises:
+      StepFailedError: the CLI exited non-zero (1: the run failed, 2: a usage error).
+    """
+    command = [sys.executable, "-m", module, *args]
+    print(f"running: {shlex.join(command)}", flush=True)
+    code = subprocess.run(command, check=False).returncode
+    if code != 0:
+        raise StepFailedError(f"python -m {module} exited with status {code}")
+
+
+def preprocess(input_globs: Sequence[str], eval_globs: Sequence[str], output_dir: str, flags: Sequence[str],
+               key: str) -> dict[str, Any]:
+    """Runs the Beam job into output_dir (flags: the pipeline's and Beam's); returns facts for the artifact."""
+    argv = [a for g in input_globs for a in ("--input", g)] + [a for g in eval_globs for a in ("--eval_input", g)]
+    # --overwrite: a retried execution reuses its output directory.
+    run_cli("beam_pipeline", [*argv, "--output_dir", output_dir, "--overwrite", *flags])
+    manifest = storage.read_json(storage.join(output_dir, "manifest.json"))
+    facts = {"key": key, "examples": {s: v["examples_written"] for s, v in manifest["splits"].items()},
+             "inputs": len(manifest["inputs"])}
+    report.record("preprocess", output=output_dir, **facts)
+    return facts
+
+
+def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_args: Sequence[str],
+          key: str) -> dict[str, Any]:
+    """Trains into model_dir (a fresh directory per execution); returns its final metrics."""
+    run_cli("trainer", ["--data_dir", data_dir, "--model_dir", model_dir, "--epochs", str(epochs),
+                        "--batch_size", str(batch_size), *extra_args])
+    metrics = storage.read_json(storage.join(model_dir, "metrics.json"))
+    facts = {"key": key, "train": metrics["train"], "eval": metrics.get("eval")}
+    report.record("train", output=model_dir, **facts)
+    return facts
