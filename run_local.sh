@@ -32,3 +32,4 @@ echo "== workflow: $DATA/ -> $ROOT/ (steps, cache) -> $PUBLISHED/ (the served mo
 echo "== published model: $PUBLISHED/current/serving -> $(readlink "$PUBLISHED/current")"
 echo "== its metrics ($PUBLISHED/current/metrics.json)"
 cat "$PUBLISHED/current/metrics.json"
+echo "== what its data looked like (open in any browser, offline): $PWD/$PUBLISHED/current/report.html"

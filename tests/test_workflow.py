@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from beam_pipeline.sample_data import write_dataset
-from tests.helpers import REPO
+from tests.support.helpers import REPO
 from workflow import fingerprint, publish, storage
 
 STEPS = ["fingerprint", "preprocess", "train", "validate", "publish"]
@@ -268,6 +268,7 @@ def _fake_run(folder, accuracy: float):
     (folder / "model" / "metrics.json").write_text(json.dumps({"eval": {"accuracy": accuracy}, "train": {}}))
     (folder / "data").mkdir()
     (folder / "data" / "manifest.json").write_text(json.dumps({"inputs": [], "accuracy": accuracy}))
+    (folder / "data" / "report.html").write_text(f"<p>data of the {accuracy} model</p>")
     return str(folder / "model"), str(folder / "data")
 
 
@@ -292,7 +293,7 @@ def test_a_failed_publish_changes_nothing_and_the_next_one_switches_atomically(t
 
 
 def test_publishing_to_a_remote_store_goes_through_beam_filesystems(tmp_path):
-    from tests import gfile_fs  # noqa: F401 - registers ram:// (TensorFlow's in-memory filesystem) with Beam
+    from tests.support import gfile_fs  # noqa: F401 - registers ram:// (TensorFlow's in-memory filesystem) with Beam
 
     model, data = _fake_run(tmp_path, 0.9)
     dest = f"ram://published-{os.getpid()}"
@@ -306,4 +307,6 @@ def test_publishing_to_a_remote_store_goes_through_beam_filesystems(tmp_path):
         with tf.io.gfile.GFile(f"{copied}/{rel}", "rb") as f:
             assert f.read() == (tmp_path / "model" / rel).read_bytes()
     assert storage.read_json(f"{copied}/manifest.json") == {"inputs": [], "accuracy": 0.9}
+    with tf.io.gfile.GFile(f"{copied}/report.html") as f:
+        assert f.read() == "<p>data of the 0.9 model</p>"
     assert publish.publish(model, model, data, data, dest, "key") == version   # up to date: no new version

@@ -2,8 +2,8 @@
 
 A published model lives at a stable location, PUBLISH_DIR:
 
-  versions/<version>/   serving/ (the SavedModel), metrics.json, manifest.json (the data's),
-                        publish.json (what was published, from which run, when)
+  versions/<version>/   serving/ (the SavedModel), metrics.json, manifest.json and report.html
+                        (the data's), publish.json (what was published, from which run, when)
   LATEST.json           the pointer: which version is current, its metrics and provenance
   current -> versions/<version>   (local filesystems only) a symlink servers can load from
 
@@ -26,6 +26,7 @@ import shutil
 import uuid
 from typing import Any
 
+from transforms import outputs
 from workflow import report, storage
 
 POINTER = "LATEST.json"
@@ -33,7 +34,7 @@ CURRENT_LINK = "current"
 VERSIONS_DIR = "versions"
 SERVING_DIR = "serving"
 METRICS_FILE = "metrics.json"
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = outputs.MANIFEST
 RECORD_FILE = "publish.json"
 
 
@@ -92,6 +93,7 @@ def _fill_version(folder: str, model_dir: str, dataset_dir: str, record: dict[st
     storage.copy_tree(storage.join(model_dir, SERVING_DIR), storage.join(folder, SERVING_DIR))
     for src, name in ((model_dir, METRICS_FILE), (dataset_dir, MANIFEST_FILE)):
         storage.write_json(storage.join(folder, name), storage.read_json(storage.join(src, name)))
+    storage.copy_file(storage.join(dataset_dir, outputs.REPORT), storage.join(folder, outputs.REPORT))
     storage.write_json(storage.join(folder, RECORD_FILE), record)
 
 

@@ -95,3 +95,15 @@ def copy_tree(src: str, dst: str) -> int:
                 FileSystems.create(target, compression_type=plain) as w:
             shutil.copyfileobj(r, w, 8 << 20)
     return len(files)
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copies one file (local or remote, either side)."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    if not is_remote(dst):
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+    plain = CompressionTypes.UNCOMPRESSED
+    with FileSystems.open(src, compression_type=plain) as r, FileSystems.create(dst, compression_type=plain) as w:
+        shutil.copyfileobj(r, w, 8 << 20)
