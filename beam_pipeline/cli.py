@@ -313,6 +313,7 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
         watcher.start()
         state = result.wait_until_finish()
         stop.set()
+        watcher.join()
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RunFailedError(f"the pipeline ended in state {state}")
     return True

@@ -191,17 +191,19 @@ def phase_seconds(counts: dict[str, PhaseCount]) -> dict[str, float | None]:
 
 def watch_job(result: Any, query: Callable[[Any], dict[str, int]], every: float = 10.0,
               stop: threading.Event | None = None) -> None:
-    """For runners whose workers are elsewhere: prints the job's state and Beam's counters
-    every `every` seconds until the job ends (or `stop` is set)."""
+    """For runners whose workers are elsewhere: prints the job's state and Beam's counters at
+    once, then every `every` seconds until `stop` is set, then a last time."""
     start = time.monotonic()
     stop = stop or threading.Event()
-    while not stop.wait(every):
-        state = str(getattr(result, "state", "UNKNOWN"))
+    while True:
+        final = stop.is_set()
         try:
             counters = query(result)
         except Exception:  # noqa: BLE001 - a runner may not expose metrics while running
             counters = {}
         shown = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())) or "no counters yet"
+        state = str(getattr(result, "state", "UNKNOWN")).split(".")[-1]
         print(f"job {state}, {time.monotonic() - start:,.0f} s: {shown}", file=sys.stderr, flush=True)
-        if state.split(".")[-1] in ("DONE", "FAILED", "CANCELLED", "STOPPED"):
+        if final:
             return
+        stop.wait(every)

@@ -227,6 +227,10 @@ def test_portable_runner_external_worker_pool_matches(dataset, reference, tmp_pa
     # The work was done by the pool's workers, not silently in the launcher.
     assert "Starting worker with command" in _tail(log_path, 10**7)
     assert os.listdir(pool_dir) == [], "a worker wrote into its own working directory"
+    # Workers elsewhere: the launcher reports the job's state (and whatever counters the runner
+    # exposes; this embedded job service exposes none here), not a progress bar.
+    states = [line for line in proc.stderr.splitlines() if line.startswith("job ")]
+    assert states[0].startswith("job RUNNING") and states[-1].startswith("job DONE"), proc.stderr[-3000:]
     _assert_same_outputs(str(tmp_path / "out"), reference)
 
 
