@@ -5,9 +5,13 @@ mean and max pooling over the valid steps only. A valid step's activations there
 only on valid inputs (a convolution near the end sees zeros, as it would with less padding),
 so neither the amount of padding nor what it holds can change a prediction.
 
-Images (fixed-shape data): a small 2-D CNN; `length` is always the full height there.
+The sequence model takes any padded length: its input is [B, None, *trailing] and the mask
+comes from the batch's own time dimension, so one model serves every length bucket and the
+serving input padded to max_length alike.
 
-Both take {"x": [B, *x_shape] float32, "length": [B] int64} and return logits [B, num_classes].
+Images (fixed-shape data, never bucketed): a small 2-D CNN; `length` is always the full height there.
+
+Both take {"x": [B, T, *trailing] float32, "length": [B] int64} and return logits [B, num_classes].
 """
 
 from __future__ import annotations
@@ -26,17 +30,14 @@ SEQUENCE_DILATIONS = (1, 2, 4)
 
 
 class ValidStepMask(keras.layers.Layer):
-    """[B] lengths -> [B, T, 1] float mask: 1.0 on valid steps, 0.0 on padding."""
+    """([B] lengths, [B, T, C] steps) -> [B, T, 1] float mask: 1.0 on valid steps, 0.0 on padding.
 
-    def __init__(self, max_length: int, **kwargs):
-        super().__init__(**kwargs)
-        self.max_length = max_length
+    T is the batch's own padded length, read at run time: it differs between length buckets.
+    """
 
-    def call(self, length: tf.Tensor) -> tf.Tensor:
-        return tf.sequence_mask(length, self.max_length, dtype=self.compute_dtype)[:, :, None]
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "max_length": self.max_length}
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        length, h = inputs
+        return tf.sequence_mask(length, tf.shape(h)[1], dtype=self.compute_dtype)[:, :, None]
 
 
 class MaskedPooling(keras.layers.Layer):
@@ -54,10 +55,9 @@ class MaskedPooling(keras.layers.Layer):
 
 def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_classes: int,
                     width: int) -> tf.Tensor:
-    max_length = x_shape[0]
     # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
-    h = keras.layers.Reshape((max_length, math.prod(x_shape[1:])))(x)
-    mask = ValidStepMask(max_length)(length)
+    h = keras.layers.Reshape((-1, math.prod(x_shape[1:])))(x)
+    mask = ValidStepMask()([length, h])
     h = keras.layers.Multiply()([h, mask])
     for dilation in SEQUENCE_DILATIONS:
         h = keras.layers.Conv1D(width, 3, padding="same", dilation_rate=dilation, activation="relu")(h)
@@ -87,7 +87,9 @@ def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
     Returns:
       An uncompiled Keras model from {"x", "length"} to logits [B, num_classes].
     """
-    x = keras.Input(shape=info.x_shape, dtype=tf.float32, name=features.X)
+    # Sequences: any padded length (the time dimension is None); images: their fixed shape.
+    x_shape = info.x_shape if info.is_image else (None, *info.x_shape[1:])
+    x = keras.Input(shape=x_shape, dtype=tf.float32, name=features.X)
     length = keras.Input(shape=(), dtype=tf.int64, name=features.LENGTH)
     if info.is_image:
         logits = _image_model(x, info.x_shape, info.num_classes, width)
