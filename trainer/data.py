@@ -14,8 +14,8 @@ and the buckets' batches are drawn at random in proportion to the buckets' sizes
 augmented and prefetched. Why each step:
   - Blocks: every element that crosses a tf.data stage (the parallel interleave's buffers,
     the shuffle buffer) costs bookkeeping that, at ~13 KB records, costs more than the bytes;
-    moving blocks of `shuffle_block` consecutive records of one shard divides those elements
-    by the block size. `rebatch` assembles each batch from many blocks, so from many shards,
+    moving blocks of consecutive records of one shard (batch / `blocks_per_batch` records)
+    divides those elements by the block size. `rebatch` assembles each batch from many blocks, so from many shards,
     with one copy and no per-record element. A per-record shuffle after the interleave cost
     about a quarter of raw-read throughput (docs/training.md has the figures).
   - The repeat is on the file list: the record stream has no epoch boundary, so the shuffle
@@ -41,7 +41,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer.config import DEFAULT_CYCLE_LENGTH, DEFAULT_SHUFFLE_BLOCK, DEFAULT_SHUFFLE_BUFFER, MAX_SHUFFLE_BYTES
+from trainer.config import DEFAULT_BLOCKS_PER_BATCH, DEFAULT_CYCLE_LENGTH, DEFAULT_SHUFFLE_BUFFER, MAX_SHUFFLE_BYTES
 from trainer.errors import DataError
 from transforms import features, outputs
 from transforms.features import DatasetSpec
@@ -200,17 +200,21 @@ class Reading:
     Attributes:
       shuffle_buffer: records in the training shuffle buffers of all buckets together (split
         over the buckets by their sizes, capped by MAX_SHUFFLE_BYTES and the split size).
-      shuffle_block: consecutive records of one shard read, shuffled and batched as one unit;
-        1 shuffles single records (slower: see the module docstring).
+      blocks_per_batch: blocks a batch is assembled from, each of consecutive records of one
+        shard; blocks_per_batch >= batch size reads and shuffles single records (slowest).
       cycle_length: shards of a bucket read concurrently.
     """
 
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
-    shuffle_block: int = DEFAULT_SHUFFLE_BLOCK
+    blocks_per_batch: int = DEFAULT_BLOCKS_PER_BATCH
     cycle_length: int = DEFAULT_CYCLE_LENGTH
 
+    def block(self, batch_size: int) -> int:
+        """Records per block for batches of `batch_size`."""
+        return max(1, batch_size // self.blocks_per_batch)
 
-def _shuffle_buffers(info: DataInfo, split: Split, reading: Reading) -> list[int]:
+
+def _shuffle_buffers(info: DataInfo, split: Split, reading: Reading, block: int) -> list[int]:
     """Blocks in each bucket's shuffle buffer.
 
     The buffer records are split over the buckets by their sizes: buckets are drawn in that
@@ -221,7 +225,7 @@ def _shuffle_buffers(info: DataInfo, split: Split, reading: Reading) -> list[int
     records = [min(b.num_examples, reading.shuffle_buffer * b.num_examples / total) for b in split.buckets]
     held = sum(r * info.record_bytes(b.length) for r, b in zip(records, split.buckets))
     scale = min(1.0, MAX_SHUFFLE_BYTES / held)
-    return [max(1, int(r * scale) // reading.shuffle_block) for r in records]
+    return [max(1, int(r * scale) // block) for r in records]
 
 
 def _bucket_dataset(info: DataInfo, bucket: Bucket, compression: str, batch_size: int, *, training: bool,
@@ -239,7 +243,7 @@ def _bucket_dataset(info: DataInfo, bucket: Bucket, compression: str, batch_size
     num_files = math.ceil(len(bucket.files) / pipelines) if shard_files else len(bucket.files)
     if training:
         files = files.shuffle(num_files).repeat()  # a new file order on every pass
-    block = reading.shuffle_block
+    block = reading.block(batch_size)
     ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression).batch(block),
                           cycle_length=min(reading.cycle_length, num_files), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=not training)
@@ -280,7 +284,7 @@ def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
       shape; the element spec has L = None when there are several buckets.
     """
     s = info.splits[split]
-    buffers = _shuffle_buffers(info, s, reading) if training else [0] * len(s.buckets)
+    buffers = _shuffle_buffers(info, s, reading, reading.block(batch_size)) if training else [0] * len(s.buckets)
     datasets = [_bucket_dataset(info, b, s.compression, batch_size, training=training, shuffle_blocks=n,
                                 reading=reading, input_context=input_context) for b, n in zip(s.buckets, buffers)]
     if len(datasets) == 1:

@@ -33,8 +33,8 @@ BACKUP_DIR = "backup"
 
 def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
     """Validates the settings against the data and devices; returns steps per epoch."""
-    if min(config.epochs, config.batch_size, config.steps_per_execution, config.shuffle_block) < 1:
-        raise ConfigError("--epochs, --batch_size, --steps_per_execution and --shuffle_block must be >= 1")
+    if min(config.epochs, config.batch_size, config.steps_per_execution, config.blocks_per_batch) < 1:
+        raise ConfigError("--epochs, --batch_size, --steps_per_execution and --blocks_per_batch must be >= 1")
     if config.batch_size % replicas:
         raise ConfigError(f"--batch_size {config.batch_size} must be a multiple of the {replicas} replicas")
     steps = data.train_steps(info, config.batch_size)
@@ -97,7 +97,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     model_dir = config.model_dir.rstrip("/") or "/"
     tf.io.gfile.makedirs(model_dir)
 
-    reading = data.Reading(config.shuffle_buffer, config.shuffle_block, config.cycle_length)
+    reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length)
     examples_per_sec = data.measure_throughput(
         data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, reading=reading),
         config.throughput_batches)
