@@ -38,8 +38,10 @@ times; the best run of each counts:
 The seed recipes read the original .npz files and deliver unnormalized values (they do
 less work than ours, which delivers normalized ones). --no_seeds leaves them out.
 
-Prints examples/s, MB/s of the files each pipeline reads (shards or .npz), and ratios to
-the ceiling, to the block-read ceiling and to the fastest seed recipe. Then the mixing
+Prints examples/s (the best run), MB/s of the files each pipeline reads (shards or .npz),
+process CPU time per example (the least of the runs: it varies much less than the rate on a
+shared machine), and ratios: examples/s to the ceiling's, to the block-read ceiling's and to
+the fastest seed recipe's, and the ceiling's CPU time per example to the pipeline's. Then the mixing
 figures (benchmarks/mixing.py) of one pass of each training pipeline, of eval order (no
 shuffle) and of a uniform random permutation (the reference).
 """
@@ -237,7 +239,18 @@ def one_pass(dataset: Any, index: mixing.Index, batch_size: int) -> np.ndarray:
                      for features, _ in (next(iterator) for _ in range(max(1, len(index) // batch_size)))])
 
 
-def examples_per_second(dataset: Any, examples: int) -> float:
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One timed run: examples per second, and process CPU time per example (all threads).
+
+    CPU time per example varies much less than the rate on a machine shared with other jobs.
+    """
+
+    examples_per_s: float
+    cpu_us_per_example: float
+
+
+def timed_run(dataset: Any, examples: int) -> Run:
     """Pulls batches until `examples` examples arrived, after one untimed warm-up batch.
 
     Every pipeline's elements end with a [batch] tensor (labels, or serialized records),
@@ -248,10 +261,10 @@ def examples_per_second(dataset: Any, examples: int) -> float:
     iterator = iter(dataset)
     next(iterator)
     seen = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while seen < examples:
         seen += int(tf.nest.flatten(next(iterator))[-1].shape[0])
-    return seen / (time.perf_counter() - start)
+    return Run(seen / (time.perf_counter() - start), (time.process_time() - cpu) / seen * 1e6)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,13 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_rates(best: dict[str, float], bytes_per_example: dict[str, float],
+def _print_rates(best: dict[str, float], cpu: dict[str, float], bytes_per_example: dict[str, float],
                  ratios: dict[str, dict[str, float]]) -> None:
-    columns = {"over_ceiling": "/ ceiling", "over_block_ceiling": "/ block reads", "over_fastest_seed": "/ best seed"}
+    columns = {"over_ceiling": "/ ceiling", "over_block_ceiling": "/ block reads",
+               "cpu_over_ceiling": "CPU: ceiling/", "over_fastest_seed": "/ best seed"}
     shown = [c for c in columns if any(c in r for r in ratios.values())]
-    print(f"{'':<32}{'examples/s':>12}{'read MB/s':>11}" + "".join(f"{columns[c]:>15}" for c in shown))
+    print(f"{'':<32}{'examples/s':>12}{'read MB/s':>11}{'CPU us/ex':>11}" + "".join(f"{columns[c]:>15}" for c in shown))
     for name, rate in best.items():
-        print(f"{name:<32}{rate:>12,.0f}{rate * bytes_per_example[name] / preprocess.MB:>11.1f}"
+        print(f"{name:<32}{rate:>12,.0f}{rate * bytes_per_example[name] / preprocess.MB:>11.1f}{cpu[name]:>11.2f}"
               + "".join(f"{ratios[name][c]:>15.2f}" for c in shown))
 
 
@@ -326,17 +340,20 @@ def main(argv: list[str] | None = None) -> None:
     examples = args.examples or dataset.examples
     preprocess.warm_cache(npz_files + list(info.splits[data.TRAIN].files))
 
-    runs: dict[str, list[float]] = {name: [] for name in pipelines}
+    runs: dict[str, list[Run]] = {name: [] for name in pipelines}
     for _ in range(args.repeats):
         for name, build in pipelines.items():
-            runs[name].append(examples_per_second(build(), examples))
-            print(f"  {name}: {runs[name][-1]:,.0f} examples/s", flush=True)
-    best = {name: max(r) for name, r in runs.items()}
+            runs[name].append(timed_run(build(), examples))
+            print(f"  {name}: {runs[name][-1].examples_per_s:,.0f} examples/s, "
+                  f"{runs[name][-1].cpu_us_per_example:.1f} CPU us/example", flush=True)
+    best = {name: max(run.examples_per_s for run in r) for name, r in runs.items()}
+    cpu = {name: min(run.cpu_us_per_example for run in r) for name, r in runs.items()}
     fastest_seed = max((v for name, v in best.items() if name.startswith("seed")), default=None)
     ratios = {name: {"over_ceiling": rate / best["ceiling"], "over_block_ceiling": rate / best[BLOCK_CEILING],
+                     "cpu_over_ceiling": cpu["ceiling"] / cpu[name],
                      **({"over_fastest_seed": rate / fastest_seed} if fastest_seed else {})}
               for name, rate in best.items()}
-    _print_rates(best, bytes_per_example, ratios)
+    _print_rates(best, cpu, bytes_per_example, ratios)
     for name in ("ours (training)", BEFORE, "ours (eval order)", "eval order (before)"):
         seed_part = (f", {ratios[name]['over_fastest_seed']:.2f}x the fastest seed recipe (target >= 3)"
                      if fastest_seed else "")
@@ -361,7 +378,8 @@ def main(argv: list[str] | None = None) -> None:
             "batch_size": args.batch_size,
             "num_shards": len(info.splits[data.TRAIN].files),
             "examples_per_s": best,
-            "all_examples_per_s": runs,
+            "cpu_us_per_example": cpu,
+            "runs": {name: [dataclasses.asdict(run) for run in r] for name, r in runs.items()},
             "read_mb_per_s": {name: best[name] * bytes_per_example[name] / preprocess.MB for name in best},
             "ratios": ratios,
             "mixing": {name: dataclasses.asdict(m) for name, m in figures.items()},
