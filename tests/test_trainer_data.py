@@ -207,6 +207,19 @@ def test_bucketed_training_batches_come_from_one_bucket_with_a_static_shape(buck
         assert abs(drawn[b.length] - 300 * p) <= 4 * math.sqrt(300 * p * (1 - p)), (drawn, b)
 
 
+def test_the_replicas_of_a_step_get_batches_of_one_bucket_on_every_host(bucketed):
+    # distribute_datasets_from_function hands a pipeline's consecutive batches to its replicas, one
+    # step at a time. 1 host with 2 replicas, and 2 hosts with 2 replicas each (4 in sync):
+    def shapes(context, steps=60):
+        ds = data.make_dataset(bucketed, data.TRAIN, 6, training=True, input_context=context)
+        return [f["x"].shape[1] for f, _ in ds.take(steps * 2)]
+
+    one_host = shapes(tf.distribute.InputContext(1, 0, 2))
+    assert one_host[0::2] == one_host[1::2] and len(set(one_host)) == 3
+    hosts = [shapes(tf.distribute.InputContext(2, i, 4)) for i in range(2)]
+    assert hosts[0] == hosts[1] and hosts[0][0::2] == hosts[0][1::2]
+
+
 def test_bucketed_eval_sees_every_example_once_as_the_unbucketed_run_does(bucketed, info):
     batches = [(f["x"].shape, int(y.shape[0])) for f, y in data.make_dataset(bucketed, data.EVAL, BATCH,
                                                                                  training=False)]

@@ -10,14 +10,15 @@ per bound for a run with --length_buckets. Per bucket and input pipeline (one pe
 training reads
   files (reshuffled every pass, repeated) -> interleave(TFRecordDataset(file).batch(block))
   -> shuffle blocks -> rebatch(batch, drop_remainder) -> parse_example with x [L, ...]
-and the buckets' batches are drawn at random in proportion to the buckets' sizes, then
-augmented and prefetched. Why each step:
-  - Blocks: every element that crosses a tf.data stage (the parallel interleave's buffers,
-    the shuffle buffer) costs bookkeeping that, at ~13 KB records, costs more than the bytes;
-    moving blocks of consecutive records of one shard (batch / `blocks_per_batch` records)
-    divides those elements by the block size. `rebatch` assembles each batch from many blocks, so from many shards,
-    with one copy and no per-record element. A per-record shuffle after the interleave cost
-    about a quarter of raw-read throughput (docs/training.md has the figures).
+and the buckets' batches are drawn at random in proportion to the buckets' sizes (the same
+draws in every input pipeline, so the replicas of a step share a shape), then augmented and
+prefetched. Why each step:
+  - Blocks: each element that crosses a tf.data stage (the parallel interleave's buffers, the
+    shuffle buffer) costs bookkeeping that, at ~13 KB records, outweighs moving the bytes.
+    Reading and shuffling blocks of consecutive records of one shard (batch / blocks_per_batch
+    records) divides those elements by the block size; `rebatch` assembles each batch from
+    many blocks, so from many shards, with one copy. Records shuffled one by one halved the
+    throughput (docs/training.md has the figures, and how mixed the batches are either way).
   - The repeat is on the file list: the record stream has no epoch boundary, so the shuffle
     buffer never drains and a bucket smaller than a batch still yields full batches.
   - parse_example after batching: one vectorized op per batch, 6-10x cheaper than per record.
@@ -203,11 +204,14 @@ class Reading:
       blocks_per_batch: blocks a batch is assembled from, each of consecutive records of one
         shard; blocks_per_batch >= batch size reads and shuffles single records (slowest).
       cycle_length: shards of a bucket read concurrently.
+      seed: of the sequence of buckets training batches are drawn from (the same in every
+        input pipeline, so all replicas of a step get batches of one shape).
     """
 
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
     blocks_per_batch: int = DEFAULT_BLOCKS_PER_BATCH
     cycle_length: int = DEFAULT_CYCLE_LENGTH
+    seed: int = 0
 
     def block(self, batch_size: int) -> int:
         """Records per block for batches of `batch_size`."""
@@ -261,6 +265,23 @@ def _bucket_dataset(info: DataInfo, bucket: Bucket, compression: str, batch_size
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
 
 
+def _bucket_choices(buckets: tuple[Bucket, ...], replicas: int, seed: int) -> tf.data.Dataset:
+    """Which bucket each training batch comes from: drawn in proportion to the buckets' sizes.
+
+    Draw i is a function of (seed, i) only, so every input pipeline (one per host) draws the
+    same sequence; each draw is repeated for the pipeline's `replicas`, which take consecutive
+    batches in one step. So all replicas of a step, on every host, get batches of one shape:
+    TPUs run one program on all of them.
+    """
+    logits = tf.math.log([[float(b.num_examples) for b in buckets]])
+
+    def draw(step: tf.Tensor) -> tf.Tensor:
+        bucket = tf.random.stateless_categorical(logits, 1, seed=tf.stack([tf.constant(seed, tf.int64), step]))
+        return tf.fill([replicas], bucket[0, 0])
+
+    return tf.data.Dataset.counter().map(draw).unbatch()
+
+
 def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
                  augment: AugmentFn | None = None,
                  input_context: tf.distribute.InputContext | None = None,
@@ -275,8 +296,9 @@ def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
         draw the buckets at random by size; otherwise one deterministic pass over each bucket
         in turn that keeps every example.
       augment: applied to each training batch's features after parsing.
-      input_context: this pipeline's place among several (from distribute_datasets_from_function).
-      reading: shuffle buffer, block and cycle length.
+      input_context: this pipeline's place among several, and its replicas (from
+        distribute_datasets_from_function).
+      reading: shuffle buffer, blocks per batch, cycle length and the seed of the bucket draws.
 
     Returns:
       A dataset of ({"x": [B, L, *trailing] float32, "length": [B] int64}, label [B] int64),
@@ -290,7 +312,8 @@ def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
     if len(datasets) == 1:
         ds = datasets[0]
     elif training:
-        ds = tf.data.Dataset.sample_from_datasets(datasets, weights=[float(b.num_examples) for b in s.buckets])
+        replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines if input_context else 1
+        ds = tf.data.Dataset.choose_from_datasets(datasets, _bucket_choices(s.buckets, replicas, reading.seed))
     else:
         ds = functools.reduce(tf.data.Dataset.concatenate, datasets)
     if training and augment is not None:

@@ -40,8 +40,8 @@ def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
     steps = data.train_steps(info, config.batch_size)
     if steps < 1:
         sizes = [b.num_examples for b in info.splits[data.TRAIN].buckets]
-        raise ConfigError(f"--batch_size {config.batch_size} is larger than the training examples "
-                          f"{'of every length bucket ' + str(sizes) if len(sizes) > 1 else sizes[0]} "
+        what = f"the {sizes[0]} training examples" if len(sizes) == 1 else f"every length bucket's examples {sizes}"
+        raise ConfigError(f"--batch_size {config.batch_size} is larger than {what} "
                           "(batches drop the remainder and never mix buckets)")
     return steps
 
@@ -97,7 +97,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     model_dir = config.model_dir.rstrip("/") or "/"
     tf.io.gfile.makedirs(model_dir)
 
-    reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length)
+    reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length, config.seed)
     examples_per_sec = data.measure_throughput(
         data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, reading=reading),
         config.throughput_batches)
