@@ -264,6 +264,20 @@ def test_a_manifest_without_shard_lengths_is_read_as_max_length(info, tmp_path):
     assert [(b.length, b.num_examples) for b in old.splits[data.TRAIN].buckets] == [(50, 200)]
 
 
+def test_empty_shards_are_left_out(bucketed, tmp_path):
+    # An empty shard, e.g. a bucket's file for a worker that had no sample of that length.
+    empty = "data/train-L00020-00002-of-00003.tfrecord.gz"
+
+    def add_empty_shard(manifest):
+        manifest["splits"]["train"]["shards"].append({"file": empty, "examples": 0, "length": 20})
+
+    copy = _edit_manifest(bucketed, tmp_path, add_empty_shard)
+    with tf.io.TFRecordWriter(f"{copy}/{empty}", options="GZIP"):
+        pass
+    files = data.load(copy).splits[data.TRAIN].buckets[0].files
+    assert len(files) == 2 and not any(f.endswith(empty) for f in files)
+
+
 def test_shard_lengths_beyond_max_length_are_refused(bucketed, tmp_path):
     def stretch(manifest):
         manifest["splits"]["train"]["shards"][0]["length"] = 51

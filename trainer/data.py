@@ -58,7 +58,7 @@ class Bucket:
 
     Attributes:
       length: the padded length L of every record's `x` ([L, *trailing_shape]).
-      files: full paths of the shards, in the manifest's order.
+      files: full paths of the shards (those with examples), in the manifest's order.
       num_examples: examples in these shards together.
     """
 
@@ -73,7 +73,7 @@ class Split:
 
     Attributes:
       buckets: ascending by length; one bucket (max_length) for a run without length buckets.
-        Buckets without examples are left out.
+        Shards and buckets without examples are left out.
       compression: TFRecordDataset compression_type: "" or "GZIP".
     """
 
@@ -151,10 +151,11 @@ def _split(data_dir: str, name: str, summary: dict[str, Any], compression: str, 
                         f"{' (fixed-shape data has one length)' if fixed_shape else ''}")
     buckets = []
     for length in lengths:
-        members = [s for s in shards if int(s.get("length", max_length)) == length]
-        count = sum(int(s["examples"]) for s in members)
-        if count:
-            buckets.append(Bucket(length, tuple(posixpath.join(data_dir, s["file"]) for s in members), count))
+        # Empty shards are left out: a training pipeline given only empty files would wait forever.
+        members = [s for s in shards if int(s.get("length", max_length)) == length and int(s["examples"])]
+        if members:
+            buckets.append(Bucket(length, tuple(posixpath.join(data_dir, s["file"]) for s in members),
+                                  sum(int(s["examples"]) for s in members)))
     return Split(tuple(buckets), "GZIP" if compression == "gzip" else "")
 
 
