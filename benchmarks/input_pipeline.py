@@ -9,7 +9,8 @@ each pipeline's batches are pulled as fast as it delivers them, on this process'
 
 Pipelines, all batch --batch_size (128), all timed over the same number of examples after one
 warm-up batch (which pays for opening files and filling buffers), run round-robin --repeats
-times; the best run of each counts:
+times (a different one first each time, a second's pause before each); the best run of each
+counts:
   ours (training)        trainer.data.make_dataset(load(dir), "train", 128, training=True): shuffled
                          files, interleave(TFRecordDataset(file).batch(8)) (16 blocks per batch),
                          shuffle blocks (10,000 records), rebatch, parse_example, prefetch.
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import glob
 import json
 import os
@@ -66,6 +68,7 @@ import numpy as np
 from benchmarks import mixing, preprocess
 
 BATCH_SIZE = 128
+SETTLE_SECONDS = 1.0
 BEFORE = "per-record shuffle (before)"
 BLOCK_CEILING = "ceiling (block reads)"
 
@@ -250,6 +253,16 @@ class Run:
     cpu_us_per_example: float
 
 
+def settle() -> None:
+    """Lets the previous pipeline's background work end before the next one is timed.
+
+    Its prefetch threads, or a numpy_function still loading a file, would otherwise take
+    CPU from the next pipeline's first batches.
+    """
+    gc.collect()
+    time.sleep(SETTLE_SECONDS)
+
+
 def timed_run(dataset: Any, examples: int) -> Run:
     """Pulls batches until `examples` examples arrived, after one untimed warm-up batch.
 
@@ -341,9 +354,11 @@ def main(argv: list[str] | None = None) -> None:
     preprocess.warm_cache(npz_files + list(info.splits[data.TRAIN].files))
 
     runs: dict[str, list[Run]] = {name: [] for name in pipelines}
-    for _ in range(args.repeats):
-        for name, build in pipelines.items():
-            runs[name].append(timed_run(build(), examples))
+    names = list(pipelines)
+    for repeat in range(args.repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # each pipeline goes first once
+            settle()
+            runs[name].append(timed_run(pipelines[name](), examples))
             print(f"  {name}: {runs[name][-1].examples_per_s:,.0f} examples/s, "
                   f"{runs[name][-1].cpu_us_per_example:.1f} CPU us/example", flush=True)
     best = {name: max(run.examples_per_s for run in r) for name, r in runs.items()}
