@@ -1,39 +1,57 @@
-"""Input-pipeline benchmark: the trainer's tf.data pipeline against raw reads and the seed recipes.
+"""Input-pipeline benchmark: the trainer's tf.data pipeline against raw reads, the pipeline before
+block shuffling and the seed recipes; and how mixed each training pipeline's batches are.
 
-`python -m benchmarks.input_pipeline [--scale 0.25] [--repeats 3]`
+`python -m benchmarks.input_pipeline [--scale 0.25] [--repeats 3] [--blocks_per_batch 128 32 8] [--no_seeds]`
 
 Uses the dataset of `benchmarks.preprocess` (same flags, same cache) and our pipeline's
 shards of it (made once with `python -m beam_pipeline ... --num_shards 8`, cached). No model:
 each pipeline's batches are pulled as fast as it delivers them, on this process's CPUs.
 
-Pipelines, all batch 128, all timed over the same number of examples after one warm-up
-batch (which pays for opening files and filling buffers), run round-robin --repeats
-times; the best run of each counts:
-  ours (training)     trainer.data.make_dataset(load(dir), "train", 128, training=True): shuffled
-                      files, interleave(TFRecordDataset), shuffle(10,000), batch, parse_example, prefetch.
-  ours (eval order)   the same with training=False: no shuffle, deterministic order (repeated).
-  ceiling             raw reads, no parsing: the same files, interleave with the same cycle_length
-                      and parallelism, batch, prefetch; batches of serialized records.
-  seed from_generator the seeds' from_generator recipe: a Python generator np.loads each .npz,
-                      slices each sample, np.pads it to [200, 16] and yields (x, length, label);
-                      batch, prefetch.
-  seed numpy_function the seeds' `map(tf.numpy_function(np.load ...))` recipe: per file, np.load,
-                      np.pad each sample, stack -> [N, 200, 16] + lengths + labels; unbatch, batch,
-                      prefetch. map without num_parallel_calls, as the seed writes it.
-  seed interleave     seed 004's parallel recipe made runnable: interleave(from_tensor_slices(
-                      numpy_function(the same per-file load))) with cycle_length and
-                      num_parallel_calls AUTOTUNE; batch, prefetch.
+Pipelines, all batch --batch_size (128), all timed over the same number of examples after one
+warm-up batch (which pays for opening files and filling buffers), run round-robin --repeats
+times (a different one first each time, a second's pause before each); the best run of each
+counts:
+  ours (training)        trainer.data.make_dataset(load(dir), "train", 128, training=True): shuffled
+                         files, interleave(TFRecordDataset(file).batch(8)) (16 blocks per batch),
+                         shuffle blocks (10,000 records), rebatch, parse_example, prefetch.
+  ours (training, N blocks/batch)  the same with --blocks_per_batch N, for each N of --blocks_per_batch
+                         (128: single records, as before, through the same stages).
+  per-record shuffle (before)  the training pipeline before block shuffling: shuffled files,
+                         interleave(TFRecordDataset), shuffle(10,000) records, batch, parse_example,
+                         prefetch.
+  ours (eval order)      make_dataset(training=False), repeated: the same blocks in a fixed order,
+                         rebatch, parse_example, prefetch.
+  eval order (before)    interleave(TFRecordDataset) in a fixed order, batch, parse_example, prefetch.
+  ceiling                raw reads, no parsing: the same files, interleave(TFRecordDataset) with the
+                         same cycle_length and parallelism, batch, prefetch; batches of serialized
+                         records (the ceiling the targets refer to).
+  ceiling (block reads)  raw reads as ours reads them: interleave(TFRecordDataset(file).batch(8)),
+                         rebatch, prefetch. Ours over this is what parsing and shuffling cost.
+  seed from_generator    the seeds' from_generator recipe: a Python generator np.loads each .npz,
+                         slices each sample, np.pads it to [200, 16] and yields (x, length, label);
+                         batch, prefetch.
+  seed numpy_function    the seeds' `map(tf.numpy_function(np.load ...))` recipe: per file, np.load,
+                         np.pad each sample, stack -> [N, 200, 16] + lengths + labels; unbatch, batch,
+                         prefetch. map without num_parallel_calls, as the seed writes it.
+  seed interleave        seed 004's parallel recipe made runnable: interleave(from_tensor_slices(
+                         numpy_function(the same per-file load))) with cycle_length and
+                         num_parallel_calls AUTOTUNE; batch, prefetch.
 The seed recipes read the original .npz files and deliver unnormalized values (they do
-less work than ours, which delivers normalized ones).
+less work than ours, which delivers normalized ones). --no_seeds leaves them out.
 
-Prints examples/s, MB/s of the files each pipeline reads (shards or .npz), and ratios to
-the ceiling and to the fastest seed recipe.
+Prints examples/s (the best run), MB/s of the files each pipeline reads (shards or .npz),
+process CPU time per example (the least of the runs: it varies much less than the rate on a
+shared machine), and ratios: examples/s to the ceiling's, to the block-read ceiling's and to
+the fastest seed recipe's, and the ceiling's CPU time per example to the pipeline's. Then the mixing
+figures (benchmarks/mixing.py) of one pass of each training pipeline, of eval order (no
+shuffle) and of a uniform random permutation (the reference).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import glob
 import json
 import os
@@ -47,9 +65,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import preprocess
+from benchmarks import mixing, preprocess
 
 BATCH_SIZE = 128
+SETTLE_SECONDS = 1.0
+BEFORE = "per-record shuffle (before)"
+BLOCK_CEILING = "ceiling (block reads)"
 
 
 def ensure_shards(work_dir: str, dataset: preprocess.Dataset) -> str:
@@ -84,36 +105,73 @@ def _padded_file(path: bytes | str, max_length: int) -> tuple[np.ndarray, np.nda
     return np.stack(padded).astype(np.float32, copy=False), lengths, y
 
 
-def build_pipelines(info: Any, npz_files: list[str], cycle_length: int,
-                    shuffle_buffer: int) -> dict[str, Callable[[], Any]]:
+def _parse_fn(info: Any) -> Callable[[Any], Any]:
+    """parse_example of a batch of an unbucketed run's records, as the trainer delivers them."""
+    import tensorflow as tf
+
+    from transforms import features
+
+    def parse(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, info.feature_spec)
+        return {features.X: parsed[features.X], features.LENGTH: parsed[features.LENGTH]}, parsed[features.LABEL]
+
+    return parse
+
+
+def build_pipelines(info: Any, npz_files: list[str], batch_size: int, reading: Any, blocks_per_batch: list[int],
+                    seeds: bool) -> dict[str, Callable[[], Any]]:
     """Every benchmarked pipeline, as a function that builds a fresh (endless) dataset.
 
     Args:
-      info: `trainer.data.load` of our pipeline's output.
+      info: `trainer.data.load` of our pipeline's output (an unbucketed run).
       npz_files: the original .npz files (the seed recipes' input).
-      cycle_length: shards read concurrently (the trainer's --cycle_length).
-      shuffle_buffer: records in the training pipeline's shuffle buffer (the trainer's --shuffle_buffer).
+      batch_size: examples per batch.
+      reading: the trainer's `data.Reading` (shuffle buffer, blocks per batch, cycle length).
+      blocks_per_batch: further blocks per batch to measure ours (training) with.
+      seeds: whether to include the seed recipes.
     """
     import tensorflow as tf
 
     from trainer import data
 
     shards = list(info.splits[data.TRAIN].files)
+    cycle_length = min(reading.cycle_length, len(shards))
     max_length, num_features = info.x_shape
     x_spec = tf.TensorSpec([max_length, num_features], tf.float32)
     scalar = tf.TensorSpec([], tf.int64)
+    parse = _parse_fn(info)
+    autotune = tf.data.AUTOTUNE
 
     def ceiling() -> tf.data.Dataset:
         files = tf.data.Dataset.from_tensor_slices(shards).repeat()
-        ds = files.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(shards)),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-        return ds.batch(BATCH_SIZE, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length,
+                              num_parallel_calls=autotune, deterministic=False)
+        return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
 
-    def ours(training: bool) -> Callable[[], tf.data.Dataset]:
+    def block_ceiling() -> tf.data.Dataset:
+        files = tf.data.Dataset.from_tensor_slices(shards).repeat()
+        ds = files.interleave(lambda f: tf.data.TFRecordDataset(f).batch(reading.block(batch_size)),
+                              cycle_length=cycle_length, num_parallel_calls=autotune, deterministic=False)
+        return ds.rebatch(batch_size, drop_remainder=True).prefetch(autotune)
+
+    def ours(training: bool, blocks: int = reading.blocks_per_batch) -> Callable[[], tf.data.Dataset]:
         def build() -> tf.data.Dataset:
-            ds = data.make_dataset(info, data.TRAIN, BATCH_SIZE, training=training, cycle_length=cycle_length,
-                                   shuffle_buffer=shuffle_buffer)
+            ds = data.make_dataset(info, data.TRAIN, batch_size, training=training,
+                                   reading=dataclasses.replace(reading, blocks_per_batch=blocks))
             return ds if training else ds.repeat()  # training mode repeats by itself
+        return build
+
+    def before(training: bool) -> Callable[[], tf.data.Dataset]:
+        """trainer/data.py before block shuffling (3ec56e1): records interleaved, shuffled one by one."""
+        def build() -> tf.data.Dataset:
+            files = tf.data.Dataset.from_tensor_slices(shards)
+            files = files.shuffle(len(shards)).repeat() if training else files.repeat()
+            ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, num_parallel_calls=autotune,
+                                  deterministic=not training)
+            if training:
+                ds = ds.shuffle(min(reading.shuffle_buffer, info.splits[data.TRAIN].num_examples))
+            ds = ds.batch(batch_size, drop_remainder=training)
+            return ds.map(parse, num_parallel_calls=autotune, deterministic=not training).prefetch(autotune)
         return build
 
     def generator() -> Iterator[tuple[np.ndarray, int, int]]:
@@ -128,7 +186,7 @@ def build_pipelines(info: Any, npz_files: list[str], cycle_length: int,
 
     def seed_generator() -> tf.data.Dataset:
         ds = tf.data.Dataset.from_generator(generator, output_signature=(x_spec, scalar, scalar))
-        return ds.batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(autotune)
 
     def load_file(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x, lengths, y = tf.numpy_function(lambda p: _padded_file(p, max_length), [path],
@@ -139,25 +197,73 @@ def build_pipelines(info: Any, npz_files: list[str], cycle_length: int,
 
     def seed_numpy_function() -> tf.data.Dataset:
         files = tf.data.Dataset.from_tensor_slices(npz_files).repeat()
-        return files.map(load_file).unbatch().batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
+        return files.map(load_file).unbatch().batch(batch_size).prefetch(autotune)
 
     def seed_interleave() -> tf.data.Dataset:
         files = tf.data.Dataset.from_tensor_slices(npz_files).repeat()
         ds = files.interleave(lambda p: tf.data.Dataset.from_tensor_slices(load_file(p)),
-                              cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(BATCH_SIZE).prefetch(tf.data.AUTOTUNE)
+                              cycle_length=autotune, num_parallel_calls=autotune)
+        return ds.batch(batch_size).prefetch(autotune)
 
-    return {
+    pipelines = {
         "ours (training)": ours(True),
+        **{f"ours (training, {n} blocks/batch)": ours(True, n) for n in blocks_per_batch},
+        BEFORE: before(True),
         "ours (eval order)": ours(False),
+        "eval order (before)": before(False),
         "ceiling": ceiling,
-        "seed from_generator": seed_generator,
-        "seed numpy_function": seed_numpy_function,
-        "seed interleave": seed_interleave,
+        BLOCK_CEILING: block_ceiling,
     }
+    if seeds:
+        pipelines |= {"seed from_generator": seed_generator, "seed numpy_function": seed_numpy_function,
+                      "seed interleave": seed_interleave}
+    return pipelines
 
 
-def examples_per_second(dataset: Any, examples: int) -> float:
+def shard_index(info: Any) -> mixing.Index:
+    """The mixing index of a run's training shards (read in storage order, parsed as the trainer parses)."""
+    import tensorflow as tf
+
+    from trainer import data
+
+    parse = _parse_fn(info)
+
+    def batches(path: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for features, _ in tf.data.TFRecordDataset(path).batch(4096).map(parse):
+            yield features["x"].numpy(), features["length"].numpy()
+
+    return mixing.Index(batches(path) for path in info.splits[data.TRAIN].files)
+
+
+def one_pass(dataset: Any, index: mixing.Index, batch_size: int) -> np.ndarray:
+    """Storage ranks of the records of a pipeline's first pass (len(index) // batch_size batches)."""
+    iterator = iter(dataset)
+    return np.stack([index.locate(features["x"].numpy(), features["length"].numpy())
+                     for features, _ in (next(iterator) for _ in range(max(1, len(index) // batch_size)))])
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One timed run: examples per second, and process CPU time per example (all threads).
+
+    CPU time per example varies much less than the rate on a machine shared with other jobs.
+    """
+
+    examples_per_s: float
+    cpu_us_per_example: float
+
+
+def settle() -> None:
+    """Lets the previous pipeline's background work end before the next one is timed.
+
+    Its prefetch threads, or a numpy_function still loading a file, would otherwise take
+    CPU from the next pipeline's first batches.
+    """
+    gc.collect()
+    time.sleep(SETTLE_SECONDS)
+
+
+def timed_run(dataset: Any, examples: int) -> Run:
     """Pulls batches until `examples` examples arrived, after one untimed warm-up batch.
 
     Every pipeline's elements end with a [batch] tensor (labels, or serialized records),
@@ -168,10 +274,10 @@ def examples_per_second(dataset: Any, examples: int) -> float:
     iterator = iter(dataset)
     next(iterator)
     seen = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while seen < examples:
         seen += int(tf.nest.flatten(next(iterator))[-1].shape[0])
-    return seen / (time.perf_counter() - start)
+    return Run(seen / (time.perf_counter() - start), (time.process_time() - cpu) / seen * 1e6)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,10 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=0,
                    help="examples timed per run; 0 = one pass over the dataset")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline, round-robin; best counts")
+    p.add_argument("--batch_size", type=int, default=BATCH_SIZE, help="examples per batch")
     p.add_argument("--cycle_length", type=int, default=0,
                    help="shards read concurrently; 0 = the trainer's default")
     p.add_argument("--shuffle_buffer", type=int, default=0,
-                   help="records in ours (training)'s shuffle buffer; 0 = the trainer's default")
+                   help="records in the training pipelines' shuffle buffer; 0 = the trainer's default")
+    p.add_argument("--blocks", type=int, default=0,
+                   help="blocks per batch of ours and of the block-read ceiling; 0 = the trainer's default")
+    p.add_argument("--blocks_per_batch", type=int, nargs="*", default=[],
+                   help="also measure ours (training) with each of these blocks per batch (batch size: single records)")
+    p.add_argument("--no_seeds", action="store_true", help="leave the (slow) seed recipes out")
     p.add_argument("--work_dir", default=preprocess.DEFAULT_WORK_DIR,
                    help="cache of datasets and of our shards of them (made once: delete WORK_DIR/shards-* "
                         "after changing the output format)")
@@ -195,11 +307,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _print_rates(best: dict[str, float], cpu: dict[str, float], bytes_per_example: dict[str, float],
+                 ratios: dict[str, dict[str, float]]) -> None:
+    columns = {"over_ceiling": "/ ceiling", "over_block_ceiling": "/ block reads",
+               "cpu_over_ceiling": "CPU: ceiling/", "over_fastest_seed": "/ best seed"}
+    shown = [c for c in columns if any(c in r for r in ratios.values())]
+    print(f"{'':<32}{'examples/s':>12}{'read MB/s':>11}{'CPU us/ex':>11}" + "".join(f"{columns[c]:>15}" for c in shown))
+    for name, rate in best.items():
+        print(f"{name:<32}{rate:>12,.0f}{rate * bytes_per_example[name] / preprocess.MB:>11.1f}{cpu[name]:>11.2f}"
+              + "".join(f"{ratios[name][c]:>15.2f}" for c in shown))
+
+
+def _print_mixing(figures: dict[str, mixing.Mixing]) -> None:
+    names = [f.name for f in dataclasses.fields(mixing.Mixing)]
+    print(f"{'mixing of one pass':<32}" + "".join(f"{n:>22}" for n in names))
+    for pipeline, m in figures.items():
+        print(f"{pipeline:<32}" + "".join(f"{getattr(m, n):>22.3f}" for n in names))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs the benchmark and prints the report."""
     args = build_parser().parse_args(argv)
-    if args.repeats < 1:
-        sys.exit("error: --repeats must be >= 1")
+    if min(args.repeats, args.batch_size, *args.blocks_per_batch, 1) < 1:
+        sys.exit("error: --repeats, --batch_size and --blocks_per_batch must be >= 1")
     os.makedirs(args.work_dir, exist_ok=True)
     files = max(1, round(preprocess.FULL_FILES * args.scale))
     dataset = preprocess.ensure_dataset(args.work_dir, files, args.samples_per_file, args.seed)
@@ -208,36 +338,49 @@ def main(argv: list[str] | None = None) -> None:
     print(f"dataset: {dataset.describe()}\ncode: {code}\nshards: {shards_dir}", flush=True)
 
     # TensorFlow loads only now: the data generation above forks no TensorFlow threads.
-    from trainer import config, data
+    from trainer import data
 
     info = data.load(shards_dir)
+    defaults = data.Reading()
+    reading = data.Reading(args.shuffle_buffer or defaults.shuffle_buffer, args.blocks or defaults.blocks_per_batch,
+                           args.cycle_length or defaults.cycle_length)
     npz_files = sorted(glob.glob(dataset.pattern))
-    pipelines = build_pipelines(info, npz_files, args.cycle_length or config.DEFAULT_CYCLE_LENGTH,
-                                args.shuffle_buffer or config.DEFAULT_SHUFFLE_BUFFER)
+    pipelines = build_pipelines(info, npz_files, args.batch_size, reading, args.blocks_per_batch,
+                                seeds=not args.no_seeds)
     shard_bytes = sum(os.path.getsize(f) for f in info.splits[data.TRAIN].files)
     bytes_per_example = {name: (dataset.npz_bytes if name.startswith("seed") else shard_bytes) / dataset.examples
                          for name in pipelines}
     examples = args.examples or dataset.examples
     preprocess.warm_cache(npz_files + list(info.splits[data.TRAIN].files))
 
-    runs: dict[str, list[float]] = {name: [] for name in pipelines}
-    for _ in range(args.repeats):
-        for name, build in pipelines.items():
-            runs[name].append(examples_per_second(build(), examples))
-            print(f"  {name}: {runs[name][-1]:,.0f} examples/s", flush=True)
-    best = {name: max(r) for name, r in runs.items()}
-    ceiling = best["ceiling"]
-    fastest_seed = max(v for name, v in best.items() if name.startswith("seed"))
+    runs: dict[str, list[Run]] = {name: [] for name in pipelines}
+    names = list(pipelines)
+    for repeat in range(args.repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # each pipeline goes first once
+            settle()
+            runs[name].append(timed_run(pipelines[name](), examples))
+            print(f"  {name}: {runs[name][-1].examples_per_s:,.0f} examples/s, "
+                  f"{runs[name][-1].cpu_us_per_example:.1f} CPU us/example", flush=True)
+    best = {name: max(run.examples_per_s for run in r) for name, r in runs.items()}
+    cpu = {name: min(run.cpu_us_per_example for run in r) for name, r in runs.items()}
+    fastest_seed = max((v for name, v in best.items() if name.startswith("seed")), default=None)
+    ratios = {name: {"over_ceiling": rate / best["ceiling"], "over_block_ceiling": rate / best[BLOCK_CEILING],
+                     "cpu_over_ceiling": cpu["ceiling"] / cpu[name],
+                     **({"over_fastest_seed": rate / fastest_seed} if fastest_seed else {})}
+              for name, rate in best.items()}
+    _print_rates(best, cpu, bytes_per_example, ratios)
+    for name in ("ours (training)", BEFORE, "ours (eval order)", "eval order (before)"):
+        seed_part = (f", {ratios[name]['over_fastest_seed']:.2f}x the fastest seed recipe (target >= 3)"
+                     if fastest_seed else "")
+        print(f"{name}: {ratios[name]['over_ceiling']:.2f}x the raw-read ceiling (target >= 0.8){seed_part}")
 
-    print(f"{'':<22}{'examples/s':>12}{'read MB/s':>11}{'/ ceiling':>11}{'/ best seed':>13}")
-    for name, rate in best.items():
-        print(f"{name:<22}{rate:>12,.0f}{rate * bytes_per_example[name] / preprocess.MB:>11.1f}"
-              f"{rate / ceiling:>11.2f}{rate / fastest_seed:>13.2f}")
-    ratios = {name: {"over_ceiling": best[name] / ceiling, "over_fastest_seed": best[name] / fastest_seed}
-              for name in ("ours (training)", "ours (eval order)")}
-    for name, r in ratios.items():
-        print(f"{name}: {r['over_ceiling']:.2f}x the raw-read ceiling (target >= 0.8), "
-              f"{r['over_fastest_seed']:.2f}x the fastest seed recipe (target >= 3)")
+    index = shard_index(info)
+    shuffled = [name for name in pipelines if name.startswith("ours (training") or name == BEFORE]
+    figures = {name: mixing.measure(index, one_pass(pipelines[name](), index, args.batch_size), info.num_classes)
+               for name in [*shuffled, "ours (eval order)"]}
+    figures["uniform shuffle (reference)"] = mixing.measure(
+        index, mixing.uniform_shuffle(index, args.batch_size, args.seed), info.num_classes)
+    _print_mixing(figures)
     if args.json_out:
         report = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -246,13 +389,15 @@ def main(argv: list[str] | None = None) -> None:
             "code": code,
             "dataset": dataclasses.asdict(dataset),
             "examples_timed": examples,
-            "cycle_length": args.cycle_length or config.DEFAULT_CYCLE_LENGTH,
-            "shuffle_buffer": args.shuffle_buffer or config.DEFAULT_SHUFFLE_BUFFER,
-            "batch_size": BATCH_SIZE,
+            "reading": dataclasses.asdict(reading),
+            "batch_size": args.batch_size,
+            "num_shards": len(info.splits[data.TRAIN].files),
             "examples_per_s": best,
-            "all_examples_per_s": runs,
+            "cpu_us_per_example": cpu,
+            "runs": {name: [dataclasses.asdict(run) for run in r] for name, r in runs.items()},
             "read_mb_per_s": {name: best[name] * bytes_per_example[name] / preprocess.MB for name in best},
             "ratios": ratios,
+            "mixing": {name: dataclasses.asdict(m) for name, m in figures.items()},
         }
         with open(args.json_out, "w") as f:
             json.dump(report, f, indent=2)

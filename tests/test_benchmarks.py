@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks import mixing
 from tests.support.helpers import REPO
 
 # 2 files x 50 samples (64 * 0.03125 = 2 files).
@@ -171,14 +172,58 @@ def test_compare_records_catches_a_wrong_record() -> None:
 
 def test_input_pipeline_benchmark(work_dir: str, tmp_path) -> None:
     report_path = str(tmp_path / "report.json")
-    run_module("benchmarks.input_pipeline", *TINY, "--work_dir", work_dir, "--repeats", "1",
-               "--examples", "256", "--json_out", report_path)
+    proc = run_module("benchmarks.input_pipeline", *TINY, "--work_dir", work_dir, "--repeats", "1", "--examples", "64",
+                      "--batch_size", "16", "--blocks_per_batch", "16", "--json_out", report_path)
     with open(report_path) as f:
         report = json.load(f)
-    assert set(report["examples_per_s"]) == {"ours (training)", "ours (eval order)", "ceiling",
-                                             "seed from_generator", "seed numpy_function", "seed interleave"}
-    assert all(rate > 0 for rate in report["examples_per_s"].values())
-    assert report["ratios"]["ours (training)"]["over_ceiling"] > 0
+    training = ["ours (training)", "ours (training, 16 blocks/batch)", "per-record shuffle (before)"]
+    assert list(report["examples_per_s"]) == [*training, "ours (eval order)", "eval order (before)", "ceiling",
+                                              "ceiling (block reads)", "seed from_generator", "seed numpy_function",
+                                              "seed interleave"]
+    best, cpu = report["examples_per_s"], report["cpu_us_per_example"]
+    for name, ratios in report["ratios"].items():
+        assert ratios["over_ceiling"] == pytest.approx(best[name] / best["ceiling"])
+        assert ratios["cpu_over_ceiling"] == pytest.approx(cpu["ceiling"] / cpu[name])
+    for name in ("ours (training)", "ours (eval order)"):
+        assert f"{name}: {report['ratios'][name]['over_ceiling']:.2f}x the raw-read ceiling" in proc.stdout
+    # Mixing of one pass of each training pipeline, of eval order and of the uniform reference.
+    mixing_figures = report["mixing"]
+    assert list(mixing_figures) == [*training, "ours (eval order)", "uniform shuffle (reference)"]
+    shards = report["num_shards"]
+    assert all(1 <= m["shards_per_batch"] <= min(16, shards) for m in mixing_figures.values())
+    # Eval order reads the shards side by side, front to back.
+    assert mixing_figures["ours (eval order)"]["position_corr"] > 0.9
+
+
+def _shard_batches(rng, shards: int, per_shard: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Shards of records with random x [2, 3] and lengths, as one batch per shard."""
+    return [[(rng.normal(size=(per_shard, 2, 3)).astype(np.float32), rng.integers(1, 3, per_shard))]
+            for _ in range(shards)]
+
+
+def test_mixing_figures_of_known_orders() -> None:
+    shards = _shard_batches(np.random.default_rng(0), shards=4, per_shard=100)
+    index = mixing.Index(shards)
+    x, length = shards[2][0]
+    np.testing.assert_array_equal(index.locate(x[10:20], length[10:20]), np.arange(210, 220))
+    # Shard after shard: one shard per batch, the classes in runs; nothing mixed.
+    storage = mixing.measure(index, np.arange(400).reshape(20, 20), num_classes=10)
+    assert storage.shards_per_batch == 1 and storage.autocorr_by_shard > 0.95 and storage.spread_by_shard < 0.2
+    # The shards side by side (eval order): every shard in every batch, but front to back.
+    side_by_side = mixing.measure(index, np.arange(400).reshape(4, 100).T.reshape(20, 20), num_classes=10)
+    assert side_by_side.shards_per_batch == 4 and side_by_side.spread_by_shard > 0.9
+    assert side_by_side.position_corr > 0.99 and side_by_side.autocorr_in_shard > 0.95
+    assert side_by_side.spread_in_shard < 0.2
+    # A uniform shuffle mixes every way.
+    uniform = mixing.measure(index, mixing.uniform_shuffle(index, 20), num_classes=10)
+    assert uniform.shards_per_batch > 3.5 and min(uniform.spread_by_shard, uniform.spread_in_shard) > 0.85
+    assert max(abs(uniform.autocorr_by_shard), abs(uniform.autocorr_in_shard), abs(uniform.position_corr)) < 0.15
+
+
+def test_the_mixing_index_refuses_records_it_cannot_tell_apart() -> None:
+    x = np.zeros((2, 2, 3), np.float32)
+    with pytest.raises(ValueError, match="cannot tell them apart"):
+        mixing.Index([[(x, np.array([1, 1]))]])
 
 
 def test_feature_stats_benchmark() -> None:

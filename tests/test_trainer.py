@@ -1,12 +1,14 @@
-"""Training end to end: the model learns, padding cannot change a prediction, an interrupted run
-resumes, serving on raw Examples matches training, MirroredStrategy over 2 CPUs, the CLI."""
+"""Training end to end: the model learns, padding cannot change a prediction, length-bucketed runs
+train and serve like the rest, an interrupted run resumes, serving on raw Examples matches training,
+MirroredStrategy over 2 CPUs, the CLI."""
 
-import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +26,8 @@ IMAGE_SIZE = 12
 IMAGE_CLASSES = ("top", "middle", "bottom")
 
 
-def _preprocess(root, *flags) -> str:
-    out = str(root / "out")
+def _preprocess(root, *flags, name: str = "out") -> str:
+    out = str(root / name)
     run_ok("--input", str(root / "npz" / "train-*.npz"), "--eval_input", str(root / "npz" / "test-*.npz"),
            "--output_dir", out, *flags)
     return out
@@ -45,6 +47,13 @@ def sequences(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def bucketed_sequences(sequences):
+    """The same samples in length buckets: each stored padded to the smallest of 20, 35, 50 that holds it."""
+    npz_dir = sequences[1]
+    return _preprocess(Path(npz_dir).parent, "--length_buckets", "20,35", name="bucketed"), npz_dir
+
+
+@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """12x12 fixed-shape images with string labels: the class is which band of 4 rows is bright
     (so left-right flips keep it)."""
@@ -60,10 +69,27 @@ def images(tmp_path_factory):
     return _preprocess(root, "--per_element"), str(root / "npz")
 
 
+class _TraceCount(keras.callbacks.Callback):
+    """How many times Keras traced its train function (a retrace per input shape would add more)."""
+
+    def on_train_end(self, logs=None):
+        self.traces = self.model.train_function.experimental_get_tracing_count()
+
+
+def _train_counting_traces(data_dir, model_dir) -> tuple[dict, str, int]:
+    traces = _TraceCount()
+    metrics = train.train(_config(data_dir, model_dir), extra_callbacks=[traces])
+    return metrics, str(model_dir), traces.traces
+
+
 @pytest.fixture(scope="module")
 def trained_sequences(sequences, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("model_seq")
-    return train.train(_config(sequences[0], model_dir)), str(model_dir)
+    return _train_counting_traces(sequences[0], tmp_path_factory.mktemp("model_seq"))
+
+
+@pytest.fixture(scope="module")
+def trained_bucketed(bucketed_sequences, tmp_path_factory):
+    return _train_counting_traces(bucketed_sequences[0], tmp_path_factory.mktemp("model_bucketed"))
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +104,11 @@ def _backup_files(model_dir) -> list[str]:
 
 
 def test_the_sequence_model_learns_and_writes_every_output(trained_sequences):
-    metrics, model_dir = trained_sequences
+    metrics, model_dir, _ = trained_sequences
     assert metrics["model"] == "masked_sequence_cnn"
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
     assert metrics["eval"]["loss"] < 0.5 and metrics["input_examples_per_sec"] > 0
-    assert (metrics["epochs_run"], metrics["steps_per_epoch"]) == (4, 256 // BATCH)
+    assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 256 // BATCH, [50])
     assert (metrics["strategy"], metrics["num_replicas"]) == ("default", 1)  # "auto" on a CPU-only host
     with open(os.path.join(model_dir, train.METRICS_FILE)) as f:
         assert json.load(f) == metrics
@@ -107,19 +133,44 @@ def _trained_model(data_dir: str, model_dir: str) -> tuple[keras.Model, data.Dat
 
 
 def test_padding_cannot_change_a_prediction(sequences, trained_sequences):
-    net, info = _trained_model(sequences[0], trained_sequences[1])
+    net, _ = _trained_model(sequences[0], trained_sequences[1])
     records = read_split(sequences[0], "eval")
     want = net({"x": records["x"], "length": records["length"]}).numpy()
-    # Garbage in the padding, and 16 more padded steps (same weights: the model is built per shape).
+    # Garbage in the padding, and 16 more padded steps (the same model: it takes any length).
     x = records["x"].copy()
     steps = np.arange(x.shape[1])[None, :]
     x[steps >= records["length"][:, None]] = 1e3
     x = np.concatenate([x, np.full((len(x), 16, x.shape[2]), -7.0, np.float32)], axis=1)
-    longer_spec = {**info.feature_spec, "x": tf.io.FixedLenFeature(list(x.shape[1:]), tf.float32)}
-    longer = model.build_model(dataclasses.replace(info, feature_spec=longer_spec))
-    longer.set_weights(net.get_weights())
-    got = longer({"x": x, "length": records["length"]}).numpy()
+    got = net({"x": x, "length": records["length"]}).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # Less padding: the samples that fit in 30 steps, cut to 30 (as a length bucket stores them).
+    fits = records["length"] <= 30
+    assert 0 < fits.sum() < len(fits)
+    got = net({"x": records["x"][fits, :30], "length": records["length"][fits]}).numpy()
+    np.testing.assert_allclose(got, want[fits], rtol=1e-5, atol=1e-5)
+
+
+def test_a_bucketed_run_trains_with_one_traced_train_function(bucketed_sequences, trained_bucketed,
+                                                              trained_sequences):
+    metrics, _, traces = trained_bucketed
+    info = data.load(bucketed_sequences[0])
+    assert metrics["length_buckets"] == [20, 35, 50]
+    assert metrics["steps_per_epoch"] == data.train_steps(info, BATCH) == sum(
+        b.num_examples // BATCH for b in info.splits["train"].buckets)
+    assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
+    # Batches of three shapes, yet no more traces than with one shape: the graph has a None time dimension.
+    assert traces == trained_sequences[2]
+
+
+@pytest.mark.parametrize("kind", ["sequences", "images"])
+def test_an_empty_batch_gets_no_predictions(kind, request):
+    # tf.distribute gives a replica an empty batch, unknown dimensions 0, when evaluation data
+    # ends mid-step; oneDNN's convolution alone would return a wrongly shaped result for it.
+    data_dir = request.getfixturevalue(kind)[0]
+    net, info = _trained_model(data_dir, request.getfixturevalue(f"trained_{kind}")[1])
+    shapes = [(0, *info.x_shape)] if info.is_image else [(0, *info.x_shape), (0, 0, *info.x_shape[1:])]
+    for shape in shapes:
+        assert net({"x": np.zeros(shape, np.float32), "length": np.zeros([0], np.int64)}).shape == (0, 3)
 
 
 class _InterruptedError(Exception):
@@ -149,9 +200,14 @@ def test_an_interrupted_run_resumes_after_the_last_completed_epoch(sequences, tm
     assert metrics["eval"]["accuracy"] >= 0.9
 
 
-def test_settings_that_do_not_fit_the_data_are_refused(sequences, tmp_path):
+def test_settings_that_do_not_fit_the_data_are_refused(sequences, bucketed_sequences, tmp_path):
     with pytest.raises(ConfigError, match="larger than the 256 training examples"):
         train.train(_config(sequences[0], tmp_path, batch_size=512))
+    # A batch never mixes buckets: 128 fits the split but none of its three buckets.
+    sizes = [b.num_examples for b in data.load(bucketed_sequences[0]).splits["train"].buckets]
+    assert max(sizes) < 128
+    with pytest.raises(ConfigError, match=re.escape(f"larger than every length bucket's examples {sizes}")):
+        train.train(_config(bucketed_sequences[0], tmp_path, batch_size=128))
     with pytest.raises(ConfigError, match="does not apply to sequences"):
         train.train(_config(sequences[0], tmp_path, augment=("flip_ud",)))
 
@@ -182,7 +238,7 @@ def _label_ids(data_dir: str, labels: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["sequences", "images"])
 def test_serving_raw_examples_matches_the_model_on_transformed_records(kind, request):
     data_dir, npz_dir = request.getfixturevalue(kind)
-    _, model_dir = request.getfixturevalue(f"trained_{kind}")
+    model_dir = request.getfixturevalue(f"trained_{kind}")[1]
     samples, labels = _raw_eval_samples(npz_dir)
     records = read_split(data_dir, "eval")
     # The records are the same samples in the same order.
@@ -198,6 +254,29 @@ def test_serving_raw_examples_matches_the_model_on_transformed_records(kind, req
     assert (got["class_id"].numpy() == records["label"]).mean() >= 0.9
     if kind == "images":  # string labels come back as names too
         assert (got["class_name"].numpy().astype(str) == labels).mean() >= 0.9
+
+
+def test_serving_raw_examples_matches_the_model_on_bucketed_records(sequences, bucketed_sequences,
+                                                                   trained_bucketed):
+    data_dir, npz_dir = bucketed_sequences
+    net, info = _trained_model(data_dir, trained_bucketed[1])
+    samples, _ = _raw_eval_samples(npz_dir)
+    serve = tf.saved_model.load(os.path.join(trained_bucketed[1], export.SERVING_DIR)).signatures[export.SIGNATURE]
+    served = serve(examples=tf.constant([_raw_example(s) for s in samples]))["probabilities"].numpy()
+    # Which sample a bucketed record holds: the unbucketed run's records are the samples, in order.
+    plain = read_split(sequences[0], "eval")
+    sample_of = {(int(n), x[0].tobytes()): i for i, (x, n) in enumerate(zip(plain["x"], plain["length"]))}
+    compared = 0
+    for bucket in info.splits["eval"].buckets:
+        records = tf.io.parse_example(next(iter(tf.data.TFRecordDataset(list(bucket.files)).batch(1000))),
+                                      info.bucket_spec(bucket.length))
+        x, length = records["x"].numpy(), records["length"].numpy()
+        assert x.shape[1] == bucket.length < info.x_shape[0] or bucket.length == info.x_shape[0]
+        want = tf.nn.softmax(net({"x": x, "length": length})).numpy()
+        index = [sample_of[(int(n), xi[0].tobytes())] for xi, n in zip(x, length)]
+        np.testing.assert_allclose(served[index], want, rtol=1e-4, atol=1e-5)
+        compared += len(index)
+    assert compared == len(samples) == 64 and len(info.splits["eval"].buckets) == 3
 
 
 _FRESH_PROCESS = textwrap.dedent("""
@@ -253,15 +332,21 @@ _MIRRORED = textwrap.dedent("""
     dist = strategy.make_strategy("mirrored")
     features, _ = next(iter(data.distribute(dist, data.load(sys.argv[1]), "train", 24, training=True)))
     shapes = [list(t.shape) for t in dist.experimental_local_results(features["x"])]
-    metrics = train.train(TrainConfig(sys.argv[1], sys.argv[2], epochs=4, batch_size=24, strategy="mirrored",
-                                      verbose=0, throughput_batches=5))
-    print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics}), flush=True)
+    config = dict(epochs=4, batch_size=24, strategy="mirrored", verbose=0, throughput_batches=5)
+    metrics = train.train(TrainConfig(sys.argv[1], sys.argv[2], **config))
+    # Length buckets: the padded length of each replica's batch, step by step.
+    steps = iter(data.distribute(dist, data.load(sys.argv[3]), "train", 24, training=True))
+    lengths = [[t.shape[1] for t in dist.experimental_local_results(next(steps)[0]["x"])] for _ in range(30)]
+    bucketed = train.train(TrainConfig(sys.argv[3], sys.argv[4], **config))
+    print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics, "lengths": lengths, "bucketed": bucketed}),
+          flush=True)
     os._exit(0)  # the tf.Transform teardown segfault must not decide the exit code
 """)
 
 
-def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED, sequences[0], str(tmp_path / "model")],
+def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences, bucketed_sequences, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED, sequences[0], str(tmp_path / "model"),
+                           bucketed_sequences[0], str(tmp_path / "bucketed")],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -271,6 +356,11 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences,
     assert (metrics["strategy"], metrics["num_replicas"], metrics["steps_per_epoch"]) == ("mirrored", 2, 10)
     # 64 eval examples: the last of 3 global batches is partial (16) and still evaluated.
     assert metrics["eval"]["accuracy"] >= 0.9
+    # Length buckets: both replicas of a step get the same bucket; every bucket comes up.
+    assert all(a == b for a, b in result["lengths"]) and {a for a, _ in result["lengths"]} == {20, 35, 50}
+    bucketed = result["bucketed"]
+    assert bucketed["steps_per_epoch"] == data.train_steps(data.load(bucketed_sequences[0]), 24)
+    assert bucketed["eval"]["accuracy"] >= 0.9
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -60,8 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stddev of the noise augmentation, in normalized units")
     inp = p.add_argument_group("input pipeline")
     inp.add_argument("--shuffle_buffer", type=int, default=defaults.shuffle_buffer,
-                     help=f"records in the shuffle buffer (capped at {cfg.MAX_SHUFFLE_BYTES >> 20} MiB of records)")
-    inp.add_argument("--cycle_length", type=int, default=defaults.cycle_length, help="shards read concurrently")
+                     help="records in the shuffle buffers, all length buckets together "
+                          f"(capped at {cfg.MAX_SHUFFLE_BYTES >> 20} MiB of records)")
+    inp.add_argument("--blocks_per_batch", type=int, default=defaults.blocks_per_batch,
+                     help="records are read and shuffled in blocks of batch / blocks_per_batch consecutive records of "
+                          "one shard, so a batch mixes this many blocks; fewer is faster, more mixes better "
+                          "(the per-replica batch size: single records, the slowest)")
+    inp.add_argument("--cycle_length", type=int, default=defaults.cycle_length,
+                     help="shards read concurrently (per length bucket)")
     inp.add_argument("--throughput_batches", type=int, default=defaults.throughput_batches,
                      help="batches timed to measure the input pipeline's examples/s (reported in metrics.json)")
     return p

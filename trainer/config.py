@@ -15,6 +15,9 @@ DEFAULT_NOISE_STDDEV = 0.1
 DEFAULT_WIDTH = 64
 DEFAULT_SHUFFLE_BUFFER = 10_000
 DEFAULT_CYCLE_LENGTH = 16
+# Blocks (of consecutive records of one shard) a batch is assembled from: batch 128 reads and
+# shuffles blocks of 8 records (see trainer/data.py and docs/training.md).
+DEFAULT_BLOCKS_PER_BATCH = 16
 # A shuffle buffer holds serialized records; cap its memory whatever --shuffle_buffer says, so
 # long sequences (MBs per record) cannot exhaust the host.
 MAX_SHUFFLE_BYTES = 1 << 30
@@ -36,6 +39,7 @@ class TrainConfig:
     noise_stddev: float = DEFAULT_NOISE_STDDEV
     width: int = DEFAULT_WIDTH
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+    blocks_per_batch: int = DEFAULT_BLOCKS_PER_BATCH
     cycle_length: int = DEFAULT_CYCLE_LENGTH
     throughput_batches: int = 50
     seed: int = 0

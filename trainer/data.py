@@ -1,20 +1,37 @@
 """Input pipeline: the preprocessing run's TFRecord shards as batched, parsed tf.data datasets.
 
 Everything about the data comes from the run itself: the parse spec and shapes from
-`tft.TFTransformOutput(data_dir)`, the shard list, example counts and class count from
-`manifest.json`. Nothing is hand-copied, so a new run with other shapes needs no code change.
+`tft.TFTransformOutput(data_dir)`, the shard list, each shard's padded length, example counts
+and class count from `manifest.json`. Nothing is hand-copied, so a new run with other shapes
+needs no code change.
 
-The training pipeline is, per input pipeline (one per host):
-  files (reshuffled every pass) -> interleave(TFRecordDataset) -> shuffle -> batch
-  (drop_remainder) -> parse_example on the whole batch -> augment -> prefetch.
-Parsing after batching is one vectorized op per batch (6-10x faster here than per record), and
-`drop_remainder=True` gives every training batch a fully static shape, which TPUs require.
-Evaluation reads the same way but in a fixed order and keeps the last, partial batch.
+Shards are grouped into buckets by their padded length: one bucket for an ordinary run, one
+per bound for a run with --length_buckets. Per bucket and input pipeline (one per host),
+training reads
+  files (reshuffled every pass, repeated) -> interleave(TFRecordDataset(file).batch(block))
+  -> shuffle blocks -> rebatch(batch, drop_remainder) -> parse_example with x [L, ...]
+and the buckets' batches are drawn at random in proportion to the buckets' sizes (the same
+draws in every input pipeline, so the replicas of a step share a shape), then augmented and
+prefetched. Why each step:
+  - Blocks: each element that crosses a tf.data stage (the parallel interleave's buffers, the
+    shuffle buffer) costs bookkeeping that, at ~13 KB records, outweighs moving the bytes.
+    Reading and shuffling blocks of consecutive records of one shard (batch / blocks_per_batch
+    records) divides those elements by the block size; `rebatch` assembles each batch from
+    many blocks, so from many shards, with one copy. Records shuffled one by one halved the
+    throughput (docs/training.md has the figures, and how mixed the batches are either way).
+  - The repeat is on the file list: the record stream has no epoch boundary, so the shuffle
+    buffer never drains and a bucket smaller than a batch still yields full batches.
+  - parse_example after batching: one vectorized op per batch, 6-10x cheaper than per record.
+  - drop_remainder: every training batch has a static shape [batch, L, ...], one of a finite
+    set (one per bucket), which XLA and TPUs need.
+Evaluation reads every bucket once, in a fixed order, keeps the partial batches, and
+concatenates the buckets.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import posixpath
@@ -25,7 +42,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from trainer.config import DEFAULT_CYCLE_LENGTH, DEFAULT_SHUFFLE_BUFFER, MAX_SHUFFLE_BYTES
+from trainer.config import DEFAULT_BLOCKS_PER_BATCH, DEFAULT_CYCLE_LENGTH, DEFAULT_SHUFFLE_BUFFER, MAX_SHUFFLE_BYTES
 from trainer.errors import DataError
 from transforms import features, outputs
 from transforms.features import DatasetSpec
@@ -36,18 +53,42 @@ AugmentFn = Callable[[Features], Features]
 
 
 @dataclasses.dataclass(frozen=True)
-class Split:
-    """The shards of one split.
+class Bucket:
+    """The shards of one split whose records are padded to one length.
 
     Attributes:
-      files: full paths of the shards, in the manifest's order.
-      num_examples: examples in all shards together.
+      length: the padded length L of every record's `x` ([L, *trailing_shape]).
+      files: full paths of the shards (those with examples), in the manifest's order.
+      num_examples: examples in these shards together.
+    """
+
+    length: int
+    files: tuple[str, ...]
+    num_examples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """The shards of one split, by padded length.
+
+    Attributes:
+      buckets: ascending by length; one bucket (max_length) for a run without length buckets.
+        Shards and buckets without examples are left out.
       compression: TFRecordDataset compression_type: "" or "GZIP".
     """
 
-    files: tuple[str, ...]
-    num_examples: int
+    buckets: tuple[Bucket, ...]
     compression: str
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every shard of the split."""
+        return tuple(f for b in self.buckets for f in b.files)
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in all shards together."""
+        return sum(b.num_examples for b in self.buckets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +100,8 @@ class DataInfo:
       manifest: manifest.json, parsed.
       spec: the dataset spec the pipeline used (raw schema, shapes, normalization).
       num_classes: number of class ids (labels are 0..num_classes-1).
-      feature_spec: parse spec of the transformed records.
+      feature_spec: parse spec of the transformed records, as tf.Transform states it: x is
+        [max_length, *trailing] (a bucket's records hold [L, *trailing]; see `bucket_spec`).
       splits: "train" and, if the run had an eval input, "eval".
       tft_output: the saved transform graph, for the serving export.
     """
@@ -74,7 +116,7 @@ class DataInfo:
 
     @property
     def x_shape(self) -> tuple[int, ...]:
-        """Shape of one transformed `x`: [max_length, *trailing_shape]."""
+        """Shape of one transformed `x` as serving sees it: [max_length, *trailing_shape]."""
         return tuple(self.feature_spec[features.X].shape)
 
     @property
@@ -82,23 +124,39 @@ class DataInfo:
         """Fixed-shape 2-D (H, W) or 3-D (H, W, C) samples: the CNN and flips apply."""
         return self.spec.per_element and len(self.x_shape) in (2, 3)
 
-    @property
-    def record_bytes(self) -> int:
-        """Approximate size of one serialized record."""
-        return 4 * math.prod(self.x_shape) + outputs.RECORD_OVERHEAD
+    def bucket_spec(self, length: int) -> dict[str, tf.io.FixedLenFeature]:
+        """Parse spec of records padded to `length`: the transformed spec with x [length, *trailing]."""
+        x = self.feature_spec[features.X]
+        return {**self.feature_spec, features.X: tf.io.FixedLenFeature([length, *x.shape[1:]], x.dtype)}
+
+    def record_bytes(self, length: int) -> int:
+        """Approximate size of one serialized record padded to `length`."""
+        return 4 * length * math.prod(self.x_shape[1:]) + outputs.RECORD_OVERHEAD
 
 
-def _split(data_dir: str, name: str, summary: dict[str, Any], compression: str) -> Split:
-    files = tuple(posixpath.join(data_dir, shard["file"]) for shard in summary["shards"])
-    if not files:
+def _split(data_dir: str, name: str, summary: dict[str, Any], compression: str, max_length: int,
+           fixed_shape: bool) -> Split:
+    shards = summary["shards"]
+    if not shards:
         raise DataError(f"{data_dir}: the manifest lists no {name} shards")
     present = set(tf.io.gfile.glob(posixpath.join(data_dir, outputs.DATA_DIR,
                                                   f"{name}-*{outputs.shard_suffix(compression)}")))
-    missing = [f for f in files if f not in present]
+    missing = [s["file"] for s in shards if posixpath.join(data_dir, s["file"]) not in present]
     if missing:
         raise DataError(f"{data_dir}: {len(missing)} {name} shards in the manifest are missing, e.g. {missing[0]}")
-    return Split(files, sum(int(shard["examples"]) for shard in summary["shards"]),
-                 "GZIP" if compression == "gzip" else "")
+    # Manifests from before length buckets have no "length": every shard holds max_length.
+    lengths = sorted({int(s.get("length", max_length)) for s in shards})
+    if lengths[0] < 1 or lengths[-1] > max_length or (fixed_shape and lengths != [max_length]):
+        raise DataError(f"{data_dir}: {name} shards padded to {lengths}; expected lengths in 1..{max_length}"
+                        f"{' (fixed-shape data has one length)' if fixed_shape else ''}")
+    buckets = []
+    for length in lengths:
+        # Empty shards are left out: a training pipeline given only empty files would wait forever.
+        members = [s for s in shards if int(s.get("length", max_length)) == length and int(s["examples"])]
+        if members:
+            buckets.append(Bucket(length, tuple(posixpath.join(data_dir, s["file"]) for s in members),
+                                  sum(int(s["examples"]) for s in members)))
+    return Split(tuple(buckets), "GZIP" if compression == "gzip" else "")
 
 
 def load(data_dir: str) -> DataInfo:
@@ -126,67 +184,154 @@ def load(data_dir: str) -> DataInfo:
         if parsed is None or list(parsed.shape) != declared["shape"] or parsed.dtype.name != declared["dtype"]:
             raise DataError(f"{data_dir}: feature {name!r} of the transform ({parsed}) disagrees with "
                             f"the manifest ({declared})")
-    splits = {name: _split(data_dir, name, summary, manifest["compression"])
+    spec = DatasetSpec.from_json(manifest["spec"])
+    splits = {name: _split(data_dir, name, summary, manifest["compression"], int(manifest["max_length"]),
+                           spec.per_element)
               for name, summary in manifest["splits"].items() if name in (TRAIN, EVAL)}
     if TRAIN not in splits:
         raise DataError(f"{data_dir}: the manifest has no {TRAIN} split")
     if manifest["num_classes"] < 2:
         raise DataError(f"{data_dir}: {manifest['num_classes']} class(es) in the training data; need 2 or more")
-    return DataInfo(data_dir, manifest, DatasetSpec.from_json(manifest["spec"]), int(manifest["num_classes"]),
-                    feature_spec, splits, tft_output)
+    return DataInfo(data_dir, manifest, spec, int(manifest["num_classes"]), feature_spec, splits, tft_output)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How an input pipeline reads its shards (the trainer's input-pipeline flags).
+
+    Attributes:
+      shuffle_buffer: records in the training shuffle buffers of all buckets together (split
+        over the buckets by their sizes, capped by MAX_SHUFFLE_BYTES and the split size).
+      blocks_per_batch: blocks a batch is assembled from, each of consecutive records of one
+        shard; blocks_per_batch >= batch size reads and shuffles single records (slowest).
+      cycle_length: shards of a bucket read concurrently.
+      seed: of the sequence of buckets training batches are drawn from (the same in every
+        input pipeline, so all replicas of a step get batches of one shape).
+    """
+
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER
+    blocks_per_batch: int = DEFAULT_BLOCKS_PER_BATCH
+    cycle_length: int = DEFAULT_CYCLE_LENGTH
+    seed: int = 0
+
+    def block(self, batch_size: int) -> int:
+        """Records per block for batches of `batch_size`."""
+        return max(1, batch_size // self.blocks_per_batch)
+
+
+def _shuffle_buffers(info: DataInfo, split: Split, reading: Reading, block: int) -> list[int]:
+    """Blocks in each bucket's shuffle buffer.
+
+    The buffer records are split over the buckets by their sizes: buckets are drawn in that
+    proportion, so each buffer spans the same stretch of the stream. All buffers together
+    hold at most MAX_SHUFFLE_BYTES.
+    """
+    total = split.num_examples
+    records = [min(b.num_examples, reading.shuffle_buffer * b.num_examples / total) for b in split.buckets]
+    held = sum(r * info.record_bytes(b.length) for r, b in zip(records, split.buckets))
+    scale = min(1.0, MAX_SHUFFLE_BYTES / held)
+    return [max(1, int(r * scale) // block) for r in records]
+
+
+def _bucket_dataset(info: DataInfo, bucket: Bucket, compression: str, batch_size: int, *, training: bool,
+                    shuffle_blocks: int, reading: Reading,
+                    input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    """One bucket's parsed batches (see the module docstring for the chain)."""
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    index = input_context.input_pipeline_id if input_context else 0
+    files = tf.data.Dataset.from_tensor_slices(list(bucket.files))
+    # Each host reads its own shards when there are enough; otherwise every host reads all
+    # shards and keeps every n-th block (correct, but each host reads everything).
+    shard_files = pipelines > 1 and len(bucket.files) >= pipelines
+    if shard_files:
+        files = files.shard(pipelines, index)
+    num_files = math.ceil(len(bucket.files) / pipelines) if shard_files else len(bucket.files)
+    if training:
+        files = files.shuffle(num_files).repeat()  # a new file order on every pass
+    block = reading.block(batch_size)
+    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression).batch(block),
+                          cycle_length=min(reading.cycle_length, num_files), num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=not training)
+    if pipelines > 1 and not shard_files:
+        ds = ds.shard(pipelines, index)
+    if training:
+        ds = ds.shuffle(shuffle_blocks)
+    ds = ds.rebatch(batch_size, drop_remainder=training)
+    spec = info.bucket_spec(bucket.length)
+
+    def parse(serialized: tf.Tensor) -> tuple[Features, tf.Tensor]:
+        parsed = tf.io.parse_example(serialized, spec)
+        return {features.X: parsed[features.X], features.LENGTH: parsed[features.LENGTH]}, parsed[features.LABEL]
+
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+
+
+def _bucket_choices(buckets: tuple[Bucket, ...], replicas: int, seed: int) -> tf.data.Dataset:
+    """Which bucket each training batch comes from: drawn in proportion to the buckets' sizes.
+
+    Draw i is a function of (seed, i) only, so every input pipeline (one per host) draws the
+    same sequence; each draw is repeated for the pipeline's `replicas`, which take consecutive
+    batches in one step. So all replicas of a step, on every host, get batches of one shape:
+    TPUs run one program on all of them.
+    """
+    logits = tf.math.log([[float(b.num_examples) for b in buckets]])
+
+    def draw(step: tf.Tensor) -> tf.Tensor:
+        bucket = tf.random.stateless_categorical(logits, 1, seed=tf.stack([tf.constant(seed, tf.int64), step]))
+        return tf.fill([replicas], bucket[0, 0])
+
+    return tf.data.Dataset.counter().map(draw).unbatch()
 
 
 def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
                  augment: AugmentFn | None = None,
                  input_context: tf.distribute.InputContext | None = None,
-                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-                 cycle_length: int = DEFAULT_CYCLE_LENGTH) -> tf.data.Dataset:
+                 reading: Reading = Reading()) -> tf.data.Dataset:
     """Builds one input pipeline over a split.
 
     Args:
       info: the preprocessing run.
       split: "train" or "eval".
       batch_size: examples per batch of this pipeline (per replica under a strategy).
-      training: repeat forever, shuffle, drop the remainder and read in any order; otherwise
-        one deterministic pass that keeps every example.
+      training: repeat forever, shuffle, drop each bucket's remainder, read in any order and
+        draw the buckets at random by size; otherwise one deterministic pass over each bucket
+        in turn that keeps every example.
       augment: applied to each training batch's features after parsing.
-      input_context: this pipeline's place among several (from distribute_datasets_from_function).
-      shuffle_buffer: records in the shuffle buffer (capped by MAX_SHUFFLE_BYTES and the split size).
-      cycle_length: shards read concurrently.
+      input_context: this pipeline's place among several, and its replicas (from
+        distribute_datasets_from_function).
+      reading: shuffle buffer, blocks per batch, cycle length and the seed of the bucket draws.
 
     Returns:
-      A dataset of ({"x": [B, *x_shape] float32, "length": [B] int64}, label [B] int64).
+      A dataset of ({"x": [B, L, *trailing] float32, "length": [B] int64}, label [B] int64),
+      L a bucket's length (max_length without buckets). Training batches have a static
+      shape; the element spec has L = None when there are several buckets.
     """
     s = info.splits[split]
-    files = tf.data.Dataset.from_tensor_slices(list(s.files))
-    pipelines = input_context.num_input_pipelines if input_context else 1
-    index = input_context.input_pipeline_id if input_context else 0
-    # Each host reads its own shards when there are enough; otherwise every host reads all
-    # shards and keeps every n-th record (correct, but each host reads everything).
-    shard_files = pipelines > 1 and len(s.files) >= pipelines
-    if shard_files:
-        files = files.shard(pipelines, index)
-    num_files = math.ceil(len(s.files) / pipelines) if shard_files else len(s.files)
-    if training:
-        files = files.shuffle(num_files).repeat()  # a new file order on every pass
-    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=s.compression),
-                          cycle_length=min(cycle_length, num_files), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=not training)
-    if pipelines > 1 and not shard_files:
-        ds = ds.shard(pipelines, index)
-    if training:
-        buffer = min(shuffle_buffer, s.num_examples, max(1, MAX_SHUFFLE_BYTES // info.record_bytes))
-        ds = ds.shuffle(max(1, buffer))
-    ds = ds.batch(batch_size, drop_remainder=training)
-
-    def parse(serialized: tf.Tensor) -> tuple[Features, tf.Tensor]:
-        parsed = tf.io.parse_example(serialized, info.feature_spec)
-        return {features.X: parsed[features.X], features.LENGTH: parsed[features.LENGTH]}, parsed[features.LABEL]
-
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    buffers = _shuffle_buffers(info, s, reading, reading.block(batch_size)) if training else [0] * len(s.buckets)
+    datasets = [_bucket_dataset(info, b, s.compression, batch_size, training=training, shuffle_blocks=n,
+                                reading=reading, input_context=input_context) for b, n in zip(s.buckets, buffers)]
+    if len(datasets) == 1:
+        ds = datasets[0]
+    elif training:
+        replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines if input_context else 1
+        ds = tf.data.Dataset.choose_from_datasets(datasets, _bucket_choices(s.buckets, replicas, reading.seed))
+    else:
+        ds = functools.reduce(tf.data.Dataset.concatenate, datasets)
     if training and augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def train_steps(info: DataInfo, global_batch_size: int) -> int:
+    """Steps in a training epoch: each bucket's full global batches (a batch never mixes buckets)."""
+    return sum(b.num_examples // global_batch_size for b in info.splits[TRAIN].buckets)
+
+
+def eval_steps(info: DataInfo, split: str, global_batch_size: int, replicas: int) -> int:
+    """Steps of one evaluation pass: each bucket ends with its own partial per-replica batch."""
+    per_replica = global_batch_size // replicas
+    batches = sum(math.ceil(b.num_examples / per_replica) for b in info.splits[split].buckets)
+    return math.ceil(batches / replicas)
 
 
 def distribute(strategy: tf.distribute.Strategy, info: DataInfo, split: str, global_batch_size: int,
@@ -198,7 +343,7 @@ def distribute(strategy: tf.distribute.Strategy, info: DataInfo, split: str, glo
       info: the preprocessing run.
       split: "train" or "eval".
       global_batch_size: examples per step over all replicas.
-      **kwargs: passed to `make_dataset` (training, augment, shuffle_buffer, cycle_length).
+      **kwargs: passed to `make_dataset` (training, augment, reading).
 
     Returns:
       The distributed dataset, for Model.fit / Model.evaluate under `strategy`.

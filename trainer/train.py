@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import posixpath
 import time
 from collections.abc import Callable, Sequence
@@ -34,14 +33,16 @@ BACKUP_DIR = "backup"
 
 def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
     """Validates the settings against the data and devices; returns steps per epoch."""
-    if min(config.epochs, config.batch_size, config.steps_per_execution) < 1:
-        raise ConfigError("--epochs, --batch_size and --steps_per_execution must be >= 1")
+    if min(config.epochs, config.batch_size, config.steps_per_execution, config.blocks_per_batch) < 1:
+        raise ConfigError("--epochs, --batch_size, --steps_per_execution and --blocks_per_batch must be >= 1")
     if config.batch_size % replicas:
         raise ConfigError(f"--batch_size {config.batch_size} must be a multiple of the {replicas} replicas")
-    steps = info.splits[data.TRAIN].num_examples // config.batch_size
+    steps = data.train_steps(info, config.batch_size)
     if steps < 1:
-        raise ConfigError(f"--batch_size {config.batch_size} is larger than the "
-                          f"{info.splits[data.TRAIN].num_examples} training examples (batches drop the remainder)")
+        sizes = [b.num_examples for b in info.splits[data.TRAIN].buckets]
+        what = f"the {sizes[0]} training examples" if len(sizes) == 1 else f"every length bucket's examples {sizes}"
+        raise ConfigError(f"--batch_size {config.batch_size} is larger than {what} "
+                          "(batches drop the remainder and never mix buckets)")
     return steps
 
 
@@ -96,17 +97,17 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     model_dir = config.model_dir.rstrip("/") or "/"
     tf.io.gfile.makedirs(model_dir)
 
-    reading = dict(shuffle_buffer=config.shuffle_buffer, cycle_length=config.cycle_length)
+    reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length, config.seed)
     examples_per_sec = data.measure_throughput(
-        data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, **reading),
+        data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, reading=reading),
         config.throughput_batches)
     train_ds = data.distribute(dist, info, data.TRAIN, config.batch_size, training=True, augment=augment_fn,
-                               **reading)
+                               reading=reading)
 
     def evaluation(split: str) -> tuple[tf.distribute.DistributedDataset, int]:
-        # Keras needs the step count of a distributed dataset; the last step is the partial batch.
-        steps = math.ceil(info.splits[split].num_examples / config.batch_size)
-        return data.distribute(dist, info, split, config.batch_size, training=False), steps
+        # Keras needs the step count of a distributed dataset; each bucket ends with a partial batch.
+        steps = data.eval_steps(info, split, config.batch_size, replicas)
+        return data.distribute(dist, info, split, config.batch_size, training=False, reading=reading), steps
 
     eval_ds, eval_steps = evaluation(data.EVAL) if data.EVAL in info.splits else (None, None)
     if eval_ds is None:
@@ -133,6 +134,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         "epochs_run": len(history.epoch),
         "first_epoch": history.epoch[0] + 1 if history.epoch else None,
         "steps_per_epoch": steps,
+        "length_buckets": [b.length for b in info.splits[data.TRAIN].buckets],
         "global_batch_size": config.batch_size,
         "strategy": strategy.resolve_name(config.strategy, config.tpu),
         "num_replicas": replicas,
