@@ -33,18 +33,10 @@ from transforms import console, features, outputs
 # instant, and the decoder process starts before the imports (seconds) begin.
 
 
-def _verbosity_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="show the libraries' logs (TensorFlow's C++ start-up lines, Beam's info)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
-    return p
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The tool's own flags; unknown flags go to Beam."""
     p = argparse.ArgumentParser(
-        prog="python -m beam_pipeline", parents=[_verbosity_parser()],
+        prog="python -m beam_pipeline", parents=[console.verbosity_parser(quiet=True)],
         description="Turn .npy/.npz files into padded, normalized TFRecord shards with tf.Transform. "
                     "Flags not listed here are passed to Beam's PipelineOptions (e.g. --runner).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -405,7 +397,7 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the job and exits with a reliable status code (see
     transforms/console.py): 0 success, 1 failed, 2 usage error."""
-    verbose, _ = _verbosity_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    verbose, _ = console.verbosity_parser(quiet=True).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
     _keep_freed_memory()
     console.run_main(run, argv, usage_errors=(UsageError,), failures=(RunFailedError,),

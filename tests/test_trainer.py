@@ -16,7 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from beam_pipeline.sample_data import write_dataset
-from tests.support.helpers import REPO, manifest, read_split, run_ok
+from tests.support.helpers import REPO, manifest, noise_lines, read_split, run_ok
 from trainer import data, export, model, train
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
@@ -332,7 +332,7 @@ _MIRRORED = textwrap.dedent("""
     dist = strategy.make_strategy("mirrored")
     features, _ = next(iter(data.distribute(dist, data.load(sys.argv[1]), "train", 24, training=True)))
     shapes = [list(t.shape) for t in dist.experimental_local_results(features["x"])]
-    config = dict(epochs=4, batch_size=24, strategy="mirrored", verbose=0, throughput_batches=5)
+    config = dict(epochs=4, batch_size=24, strategy="mirrored", progress=0, throughput_batches=5)
     metrics = train.train(TrainConfig(sys.argv[1], sys.argv[2], **config))
     # Length buckets: the padded length of each replica's batch, step by step.
     steps = iter(data.distribute(dist, data.load(sys.argv[3]), "train", 24, training=True))
@@ -364,8 +364,10 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences,
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
+    """The trainer's CLI as a user runs it: no TF_* settings in the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                          timeout=600, env=env)
 
 
 def test_cli_end_to_end_with_augmentation(sequences, tmp_path):
@@ -374,6 +376,7 @@ def test_cli_end_to_end_with_augmentation(sequences, tmp_path):
                 "--batch_size", str(BATCH), "--augment", "noise", "shift", "--throughput_batches", "5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Epoch 3/3" in proc.stdout and "final metrics:" in proc.stdout
+    assert not noise_lines(proc.stderr), proc.stderr
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["eval"]["accuracy"] >= 0.9 and metrics["epochs_run"] == 3
     assert (model_dir / "serving" / "saved_model.pb").exists()
@@ -385,7 +388,10 @@ def test_cli_refuses_an_incomplete_run_with_exit_code_2(sequences, tmp_path):
     (incomplete / "manifest.json").write_text((open(os.path.join(sequences[0], "manifest.json"))).read())
     proc = _cli("--data_dir", str(incomplete), "--model_dir", str(tmp_path / "model"))
     assert proc.returncode == 2
-    assert "_SUCCESS" in proc.stderr and "Traceback" not in proc.stderr
+    assert "_SUCCESS" in proc.stderr and "Traceback" not in proc.stderr and not noise_lines(proc.stderr)
+    # -v: the same error, with TensorFlow's logs back.
+    verbose = _cli("--data_dir", str(incomplete), "--model_dir", str(tmp_path / "model"), "-v")
+    assert verbose.returncode == 2 and "_SUCCESS" in verbose.stderr and noise_lines(verbose.stderr), verbose.stderr
 
 
 def test_cli_help_documents_every_flag_and_bad_flags_exit_2():

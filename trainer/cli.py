@@ -6,27 +6,23 @@ unusable data_dir, settings that do not fit the data or devices).
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import sys
+from typing import Any
 
-# Before TensorFlow loads: keep its C++ info logs out of the user's terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from trainer import config as cfg
+from trainer.errors import TrainerError
+from transforms import console
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-import traceback  # noqa: E402
-from typing import Any  # noqa: E402
-
-from trainer import config as cfg  # noqa: E402
-from trainer.errors import TrainerError  # noqa: E402
+# TensorFlow loads inside run(), after the flags are parsed and the console is set up.
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The trainer's flags."""
     defaults = cfg.TrainConfig(data_dir="", model_dir="")
     p = argparse.ArgumentParser(
-        prog="python -m trainer",
+        prog="python -m trainer", parents=[console.verbosity_parser(quiet=False)],
         description="Train a classifier on the preprocessing pipeline's TFRecord shards, evaluate it after "
                     "every epoch, and export a serving SavedModel that takes raw tf.train.Examples.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -45,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="batches per compiled call; raise it (e.g. 32) on TPU, where each call has a fixed cost")
     fit.add_argument("--width", type=int, default=defaults.width, help="channels of the model's hidden layers")
     fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of initialization and shuffling")
-    fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=defaults.verbose,
-                     help="0 silent, 1 progress bar, 2 one line per epoch")
+    fit.add_argument("--progress", type=int, choices=(0, 1, 2), default=defaults.progress,
+                     help="Keras' progress: 0 none, 1 a bar per epoch, 2 one line per epoch")
     dev = p.add_argument_group("devices")
     dev.add_argument("--strategy", choices=cfg.STRATEGIES, default=defaults.strategy,
                      help="auto: tpu if --tpu (or TPU_NAME) is set, mirrored on 2+ GPUs, else default (one device)")
@@ -80,7 +76,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
       TrainerError: an unusable data_dir or settings that do not fit it.
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    config = cfg.TrainConfig(**{**vars(args), "augment": tuple(args.augment)})
+    flags = {k: v for k, v in vars(args).items() if k != "verbose"}
+    config = cfg.TrainConfig(**{**flags, "augment": tuple(args.augment)})
     from trainer import data, train  # TensorFlow loads here, once the flags are known to be good
 
     metrics = train.train(config)
@@ -91,31 +88,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: trains and exits with a reliable status code.
-
-    A process that ran tf.Transform code can segfault while tearing down protobuf objects
-    at interpreter exit (exit 139 after a complete run). Once outputs are written and the
-    streams flushed there is nothing left to finalize, so the process leaves with os._exit
-    and the status reflects the run, not the teardown.
-    """
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    code = 1
-    try:
-        run(argv)
-        code = 0
-    except SystemExit as e:  # argparse: --help (0) or bad flags (2)
-        code = e.code if isinstance(e.code, int) else 2
-    except TrainerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
-    except KeyboardInterrupt:
-        print("error: interrupted (start again with the same flags to resume from the last epoch)",
-              file=sys.stderr)
-        code = 130
-    except BaseException as e:  # noqa: BLE001 - report, then exit non-zero
-        traceback.print_exc()
-        print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    """Console entry point: trains and exits with a reliable status code (see
+    transforms/console.py): 0 success, 1 failed, 2 usage error, 130 interrupted."""
+    verbose, _ = console.verbosity_parser(quiet=False).parse_known_args(sys.argv[1:] if argv is None else argv)
+    console.setup(verbose.verbose)
+    console.run_main(run, argv, usage_errors=(TrainerError,), failures=(),
+                     interrupted="interrupted (start again with the same flags to resume from the last epoch)",
+                     crashed="training failed")

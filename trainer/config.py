@@ -43,4 +43,4 @@ class TrainConfig:
     cycle_length: int = DEFAULT_CYCLE_LENGTH
     throughput_batches: int = 50
     seed: int = 0
-    verbose: int = 2
+    progress: int = 2

@@ -122,7 +122,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     start = time.perf_counter()
     history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
                       validation_steps=eval_steps, callbacks=[*_callbacks(model_dir), *extra_callbacks],
-                      verbose=config.verbose)
+                      verbose=config.progress)
     train_seconds = time.perf_counter() - start
 
     serving_dir = export.export_serving(net, info, posixpath.join(model_dir, export.SERVING_DIR))

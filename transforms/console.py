@@ -13,6 +13,7 @@ turns the filter off and the library logs back on.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -31,6 +32,17 @@ _NOISE = re.compile(
 _NOISE_STARTS = (b"WARNING: All log", b"I0", b"I1", b"W0", b"W1", b"E0", b"E1", b"To enable the")
 
 _state: dict = {}
+
+
+def verbosity_parser(quiet: bool) -> argparse.ArgumentParser:
+    """The CLIs' shared -v/--verbose flag (and -q/--quiet where there is a progress display),
+    as a parent parser: `main` reads it before TensorFlow loads."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the libraries' logs (TensorFlow's C++ start-up lines, info logs)")
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    return p
 
 
 def setup(verbose: bool) -> None:

@@ -14,6 +14,13 @@ import numpy as np
 from beam_pipeline import npy_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# What TensorFlow's C++ runtime prints at start-up when nothing filters it.
+TF_NOISE = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "cpu_feature_guard", "I0000")
+
+
+def noise_lines(stderr: str) -> list[str]:
+    """The lines of TensorFlow start-up noise in a CLI's stderr."""
+    return [line for line in stderr.splitlines() if any(n in line for n in TF_NOISE)]
 
 
 def run_pipeline(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
