@@ -33,7 +33,7 @@ counts:
   seed numpy_function    the seeds' `map(tf.numpy_function(np.load ...))` recipe: per file, np.load,
                          np.pad each sample, stack -> [N, 200, 16] + lengths + labels; unbatch, batch,
                          prefetch. map without num_parallel_calls, as the seed writes it.
-  seed interleave        seed 004's parallel recipe made runnable: interleave(from_tensor_slices(
+  seed interleave        the seeds' parallel recipe, made runnable: interleave(from_tensor_slices(
                          numpy_function(the same per-file load))) with cycle_length and
                          num_parallel_calls AUTOTUNE; batch, prefetch.
 The seed recipes read the original .npz files and deliver unnormalized values (they do

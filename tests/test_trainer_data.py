@@ -1,4 +1,4 @@
-"""The trainer's input pipeline and augmentation, on real pipeline runs (gzip, several shards),
+"""The trainer's input pipeline, on real pipeline runs (gzip, several shards),
 without and with length buckets."""
 
 import json
@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from beam_pipeline.sample_data import write_dataset
 from tests.support.helpers import read_split, run_ok
-from trainer import augment, data
-from trainer.errors import ConfigError, DataError
+from trainer import data
+from trainer.errors import DataError
 
 BATCH = 24
 BOUNDS = (20, 35)   # length buckets below max_length (50)
@@ -287,54 +287,3 @@ def test_shard_lengths_beyond_max_length_are_refused(bucketed, tmp_path):
 
 
 # --- augmentation -------------------------------------------------------------------------
-
-def _batch(info):
-    features, _ = next(iter(data.make_dataset(info, data.TRAIN, BATCH, training=True)))
-    return features["x"].numpy(), features["length"].numpy()
-
-
-def test_noise_touches_valid_steps_only(info):
-    x, length = _batch(info)
-    noisy = augment.add_noise(tf.constant(x), tf.constant(length), stddev=0.5).numpy()
-    valid = np.arange(x.shape[1])[None, :] < length[:, None]
-    assert np.all(noisy[~valid] == 0)
-    assert np.all(noisy[valid] != x[valid])
-    assert 0.4 < np.std(noisy[valid] - x[valid]) < 0.6
-
-
-def test_time_shift_rotates_within_the_valid_length(info):
-    x, length = _batch(info)
-    shifted = augment.time_shift(tf.constant(x), tf.constant(length)).numpy()
-    rotated = 0
-    for xi, si, n in zip(x, shifted, length):
-        assert np.all(si[n:] == 0)  # padding stays zero
-        offsets = [k for k in range(n) if np.array_equal(si[:n], np.roll(xi[:n], k, axis=0))]
-        assert offsets, "the valid steps must be a rotation of the original"
-        rotated += offsets[0] != 0
-    assert rotated > BATCH // 2  # offsets are random, not all zero
-
-
-def test_the_augmented_pipeline_keeps_shapes_and_lengths(info):
-    fn = augment.make_augment_fn(info, ["noise", "shift"])
-    plain = data.make_dataset(info, data.EVAL, BATCH, training=False)
-    features, _ = next(iter(plain))
-    augmented = fn(features)
-    assert augmented["x"].shape == features["x"].shape
-    np.testing.assert_array_equal(augmented["length"], features["length"])
-    spec = data.make_dataset(info, data.TRAIN, BATCH, training=True, augment=fn).element_spec
-    assert spec[0]["x"].shape.is_fully_defined()
-
-
-def test_random_flip_mirrors_some_examples():
-    x = tf.reshape(tf.range(16 * 4 * 5, dtype=tf.float32), [16, 4, 5])
-    flipped = augment.random_flip(x, axis=2).numpy()
-    mirrored = [np.array_equal(f, xi[:, ::-1]) for f, xi in zip(flipped, x.numpy())]
-    same = [np.array_equal(f, xi) for f, xi in zip(flipped, x.numpy())]
-    assert all(m or s for m, s in zip(mirrored, same))
-    assert 0 < sum(mirrored) < 16
-
-
-def test_augmentations_that_do_not_fit_the_data_are_refused(info):
-    assert augment.make_augment_fn(info, []) is None
-    with pytest.raises(ConfigError, match="flip_lr"):
-        augment.make_augment_fn(info, ["flip_lr"])
