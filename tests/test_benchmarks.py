@@ -63,7 +63,7 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize("module", ["benchmarks.preprocess", "benchmarks.input_pipeline", "benchmarks.handwritten",
-                                    "benchmarks.stock_tft"])
+                                    "benchmarks.stock_tft", "benchmarks.buckets"])
 def test_help(module: str) -> None:
     assert "usage: python -m " + module in run_module(module, "--help").stdout
 
@@ -239,3 +239,23 @@ def test_drift_noise_benchmark() -> None:
     assert len(rows) == 2 + 5   # header, separator, one row per distribution
     normal = rows[2].split("|")
     assert float(normal[3].split("/")[0]) < float(normal[7].split("/")[0])   # no shift < shift 0.5
+
+
+def test_buckets_benchmark(tmp_path) -> None:
+    """All three sides train and report; on heavy-tailed lengths buckets store less than one length,
+    and stripped ragged records less still."""
+    report_path = str(tmp_path / "report.json")
+    proc = run_module("benchmarks.buckets", "--samples", "300", "--epochs", "2", "--distributions", "heavy_tailed",
+                      "--json_out", report_path)
+    with open(report_path) as f:
+        result = json.load(f)["results"]["heavy_tailed"]
+    sides = result["sides"]
+    assert list(sides) == ["one length", "buckets", "ragged + bucket_by_sequence_length"]
+    assert sides["ragged + bucket_by_sequence_length"]["bytes"] < sides["buckets"]["bytes"] < sides["one length"][
+        "bytes"]
+    assert result["bounds"][-1] == max(result["bounds"]) and len(result["bounds"]) >= 2
+    assert result["padding"]["padding_fraction"] < result["padding"]["padding_fraction_with_buckets"]["1"]
+    for side, r in sides.items():
+        assert 0 <= r["eval_accuracy"] <= 1 and r["epoch_s"] > 0 and r["input_examples_per_sec"] > 0, side
+        row = next(line for line in proc.stdout.splitlines() if line.startswith(side))
+        assert f"{r['bytes'] / sides['one length']['bytes']:.2f}" in row and f"{r['eval_accuracy']:.3f}" in row

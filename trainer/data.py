@@ -355,21 +355,26 @@ def distribute(strategy: tf.distribute.Strategy, info: DataInfo, split: str, glo
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def measure_throughput(dataset: tf.data.Dataset, batches: int) -> float:
-    """Examples per second the pipeline delivers on its own (no model), after one warm-up batch.
+def measure_throughput(dataset: tf.data.Dataset, batches: int, buckets: int = 1) -> float:
+    """Examples per second the pipeline delivers on its own (no model), after a warm-up.
 
-    The warm-up batch pays for opening shards and filling the shuffle buffer, which a long
-    training run amortizes.
+    The warm-up pays for opening shards and filling the shuffle buffers, which a long
+    training run amortizes. Each bucket has its own buffer, filled when the bucket is first
+    drawn, so the warm-up lasts until a batch of every bucket (every padded length) arrived.
 
     Args:
-      dataset: a dataset of (features, label) batches with at least `batches + 1` batches.
+      dataset: a dataset of (features, label) batches, repeating (a training dataset).
       batches: batches to time.
+      buckets: the number of length buckets the batches come from.
 
     Returns:
       Examples per second.
     """
     iterator = iter(dataset)
-    next(iterator)
+    lengths = set()
+    while len(lengths) < buckets:
+        inputs, _ = next(iterator)
+        lengths.add(inputs[features.X].shape[1])
     examples = 0
     start = time.perf_counter()
     for _ in range(batches):

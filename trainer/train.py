@@ -46,6 +46,21 @@ def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
     return steps
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds of each epoch, its evaluation included: the first one also traces and compiles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(round(time.perf_counter() - self._start, 3))
+
+
 def _callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
     return [
         # First, so an epoch's state is backed up before any later callback can stop the run.
@@ -100,7 +115,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length, config.seed)
     examples_per_sec = data.measure_throughput(
         data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, reading=reading),
-        config.throughput_batches)
+        config.throughput_batches, buckets=len(info.splits[data.TRAIN].buckets))
     train_ds = data.distribute(dist, info, data.TRAIN, config.batch_size, training=True, augment=augment_fn,
                                reading=reading)
 
@@ -119,9 +134,10 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                     steps_per_execution=config.steps_per_execution)
+    timer = EpochTimer()
     start = time.perf_counter()
     history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
-                      validation_steps=eval_steps, callbacks=[*_callbacks(model_dir), *extra_callbacks],
+                      validation_steps=eval_steps, callbacks=[*_callbacks(model_dir), timer, *extra_callbacks],
                       verbose=config.progress)
     train_seconds = time.perf_counter() - start
 
@@ -139,6 +155,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         "strategy": strategy.resolve_name(config.strategy, config.tpu),
         "num_replicas": replicas,
         "train_seconds": round(train_seconds, 2),
+        "epoch_seconds": timer.seconds,
         "model": net.name,
         "num_classes": info.num_classes,
         "data_dir": info.data_dir,
