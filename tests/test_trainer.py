@@ -35,7 +35,7 @@ def _preprocess(root, *flags, name: str = "out") -> str:
 
 def _config(data_dir, model_dir, **overrides) -> TrainConfig:
     return TrainConfig(str(data_dir), str(model_dir), **{
-        "epochs": 4, "batch_size": BATCH, "verbose": 0, "throughput_batches": 5, **overrides})
+        "epochs": 4, "batch_size": BATCH, "progress": 0, "throughput_batches": 5, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,7 @@ def test_the_sequence_model_learns_and_writes_every_output(trained_sequences):
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
     assert metrics["eval"]["loss"] < 0.5 and metrics["input_examples_per_sec"] > 0
     assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 256 // BATCH, [50])
+    assert len(metrics["epoch_seconds"]) == 4 and sum(metrics["epoch_seconds"]) <= metrics["train_seconds"]
     assert (metrics["strategy"], metrics["num_replicas"]) == ("default", 1)  # "auto" on a CPU-only host
     with open(os.path.join(model_dir, train.METRICS_FILE)) as f:
         assert json.load(f) == metrics

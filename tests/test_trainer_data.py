@@ -114,16 +114,19 @@ def test_distribute_under_the_default_strategy_gives_global_batches(info):
 
 
 def test_throughput_counts_the_timed_batches_only():
-    # Batches of 24 that take 20 ms each (a sleep): at most 1,200 examples/s, and not far below;
-    # the warm-up batch takes 1 s and must not count.
+    # Batches of 24 that take 20 ms each (a sleep): at most 1,200 examples/s, and not far below.
+    # Two buckets (padded lengths 5 and 7): the warm-up lasts until both delivered a batch, and
+    # their first batches take 1 s each (filling their shuffle buffers); they must not count.
     def slow(seconds):
         time.sleep(float(seconds))
         return np.int64(0)
 
-    delays = tf.constant([1.0] + [0.02] * 10)
-    ds = tf.data.Dataset.from_tensor_slices(delays).map(
-        lambda d: ({}, tf.zeros([BATCH], tf.int64) + tf.numpy_function(slow, [d], tf.int64, stateful=True)))
-    assert 120 < data.measure_throughput(ds, batches=10) <= 1200
+    delays = tf.constant([1.0, 0.02, 1.0] + [0.02] * 10)
+    lengths = tf.constant([5, 5, 7] + [5, 7] * 5)
+    ds = tf.data.Dataset.from_tensor_slices((delays, lengths)).map(
+        lambda d, n: ({"x": tf.zeros([BATCH, n, 1])},
+                      tf.zeros([BATCH], tf.int64) + tf.numpy_function(slow, [d], tf.int64, stateful=True)))
+    assert 120 < data.measure_throughput(ds, batches=10, buckets=2) <= 1200
 
 
 def test_an_incomplete_run_is_refused(info, tmp_path):
