@@ -3,8 +3,7 @@
 Flags this tool does not know are handed to Beam's PipelineOptions, so any runner works
 (`--runner`, `--direct_num_workers`, Dataflow and Flink options). Without `--runner`, the
 job runs on the in-process FnApiRunner (Beam 2.77's DirectRunner would first try to
-download the Prism binary, which fails offline), one thread per core, and compressed
-inputs are decoded ahead by a helper process while TensorFlow loads (decode_ahead.py).
+download the Prism binary, which fails offline), one thread per core.
 
 Exit codes: 0 success; 1 the run failed (pipeline error, or more bad input than
 --max_bad_fraction allows); 2 a usage error (bad flags, empty glob, completed output present).
@@ -25,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from beam_pipeline import buckets, decode_ahead, layouts, plan
+from beam_pipeline import buckets, layouts, plan
 from beam_pipeline.errors import RunFailedError, UsageError
 from transforms import console, features, outputs
 
-# Beam and TensorFlow load inside the functions that need them: --help and flag errors stay
-# instant, and the decoder process starts before the imports (seconds) begin.
+# Beam and TensorFlow load inside the functions that need them: --help and flag errors stay instant.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,9 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="files with more samples are read as several sample ranges, in parallel")
     perf.add_argument("--batch_mb", type=float, default=8.0,
                       help="MB of raw values per batch handed to tf.Transform and the transform graph")
-    perf.add_argument("--no_decode_ahead", action="store_true",
-                      help="without --runner, compressed local inputs are inflated once, ahead, by a helper "
-                           "process into a temporary directory (about their decoded size on disk); this turns it off")
     return p
 
 
@@ -137,16 +132,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def _in_process(beam_args: list[str]) -> bool:
     """Whether the job runs on the CLI's in-process runner (no --runner given)."""
     return not any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
-
-
-def _to_decode_ahead(args: argparse.Namespace, beam_args: list[str]) -> list[str]:
-    """The local input files a helper process may decode ahead (see decode_ahead.py)."""
-    if args.no_decode_ahead or not _in_process(beam_args):
-        return []
-    import glob
-
-    paths = [sorted(glob.glob(pattern)) for pattern in (*args.input, *args.eval_input) if "://" not in pattern]
-    return [p for group in paths for p in group if not (args.labels_sibling and p.endswith(args.labels_sibling))]
 
 
 def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
@@ -271,7 +256,7 @@ def _new_pipeline(beam_args: list[str]):
 
 
 def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.DatasetSpec, work: plan.Plan,
-             decode_cache: str | None, quiet: bool) -> bool:
+             quiet: bool) -> bool:
     """Builds and runs the Beam job; False for a dry run (built, not run).
 
     Raises:
@@ -282,8 +267,7 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
 
     from beam_pipeline import pipeline
 
-    config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression,
-                                decode_cache)
+    config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression)
     p = _new_pipeline(beam_args)
     pipeline.build_pipeline(p, config, work)
     # TensorFlow, Beam and the built job leave millions of long-lived objects that Python's
@@ -343,27 +327,25 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
-    with decode_ahead.decoding_ahead(_to_decode_ahead(args, beam_args), args.max_file_bytes) as decoder:
-        check_args(args, beam_args)
-        from beam_pipeline import progress
+    check_args(args, beam_args)
+    from beam_pipeline import progress
 
-        progress.TRACKER.reset()
-        progress.TRACKER.on_begin("analyze", decoder.stop)   # see decode_ahead.py
-        with progress.Display(console.stderr_is_terminal(), enabled=not args.quiet) as display:
-            matched = _match_inputs(args)
-            _prepare_output(args.output_dir, args.overwrite)
-            display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
-            # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
-            spec, work, samples = _plan(args, matched)
-            display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
-            display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
-            job_started = time.monotonic()
-            if not args.quiet:
-                print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
-                      flush=True)
-            if not _run_job(args, beam_args, spec, work, decoder.cache_dir, quiet=args.quiet):
-                return {}
-            job_seconds = time.monotonic() - job_started
+    progress.TRACKER.reset()
+    with progress.Display(console.stderr_is_terminal(), enabled=not args.quiet) as display:
+        matched = _match_inputs(args)
+        _prepare_output(args.output_dir, args.overwrite)
+        display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
+        # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
+        spec, work, samples = _plan(args, matched)
+        display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
+        display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
+        job_started = time.monotonic()
+        if not args.quiet:
+            print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
+                  flush=True)
+        if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
+            return {}
+        job_seconds = time.monotonic() - job_started
     from beam_pipeline import manifest
 
     publish_started = time.monotonic()

@@ -95,17 +95,6 @@ def _read_pieces(stream: BinaryIO, nbytes: int, where: str, keep: bool) -> list[
     return pieces
 
 
-def _read_at_most(stream: BinaryIO, limit: int) -> bytes | None:
-    """The rest of a stream, or None once it exceeds limit bytes (a decompression bomb)."""
-    pieces, total = [], 0
-    while piece := stream.read(_READ_PIECE):
-        total += len(piece)
-        if total > limit:
-            return None
-        pieces.append(piece)
-    return b"".join(pieces)
-
-
 def _read_exact(stream: BinaryIO, nbytes: int, where: str) -> bytes:
     """Reads exactly nbytes (incrementally: a lying header costs no more than the data present)."""
     return b"".join(_read_pieces(stream, nbytes, where, keep=True))
@@ -193,7 +182,6 @@ class ArrayFile:
             are read are fetched: headers and small arrays while scanning).
         """
         self._source = io.BytesIO(source) if isinstance(source, bytes) else source
-        self._members: dict[str, bytes] | None = None
         try:
             self._source.seek(0)
             magic = self._source.read(len(NPY_MAGIC))
@@ -218,53 +206,9 @@ class ArrayFile:
         else:
             raise errors.BadInputError(errors.CORRUPT, "not a NumPy file (no .npy, zip or gzip magic)")
 
-    @classmethod
-    def of_members(cls, members: dict[str, bytes]) -> ArrayFile:
-        """The arrays of a file that was decompressed already (see `decompressed`)."""
-        af = cls.__new__(cls)
-        af._source, af._gzip, af._zip, af._members = None, False, None, members
-        af.keys = list(members)
-        return af
-
-    def decompressed(self, limit: int) -> dict[str, bytes] | None:
-        """Every array's .npy bytes, inflated, with size and CRC checked: for a file whose
-        arrays are compressed (.npy.gz, .npz of np.savez_compressed); None when none is
-        compressed (nothing to save by decoding ahead) or they would exceed `limit` bytes.
-
-        Raises:
-          errors.BadInputError: the compressed data is broken.
-        """
-        try:
-            if self._gzip:
-                declared = self.open(SINGLE_ARRAY_KEY).nbytes   # from the header: a bomb costs nothing
-                if declared > limit:
-                    return None
-                self._source.seek(0)
-                data = _read_at_most(_gzip.GzipFile(fileobj=self._source), declared + _MAX_HEADER_BYTES + 64)
-                return None if data is None else {SINGLE_ARRAY_KEY: data}
-            if self._zip is None:
-                return None
-            infos = [self._zip.getinfo(key + ".npy") for key in self.keys]
-            if all(i.compress_type != zipfile.ZIP_DEFLATED for i in infos) or sum(i.file_size for i in infos) > limit:
-                return None
-            return {key: self._member_bytes(key + ".npy", info.file_size) for key, info in zip(self.keys, infos)}
-        except _STREAM_ERRORS + (NotImplementedError, struct.error, ValueError) as e:
-            raise errors.BadInputError(errors.CORRUPT, str(e)) from None
-
-    def _member_bytes(self, name: str, size: int) -> bytes:
-        stream = self._fast_member(name) or self._zip.open(name)
-        data = stream.read(size)
-        if len(data) != size or stream.read(1):   # reading past the end makes the stream check the CRC
-            raise zipfile.BadZipFile(f"{name}: size differs from the zip header's {size}")
-        return data
-
     def open(self, key: str) -> NpyArray:
         """Opens one array: parses and checks its header; the data stays unread."""
         where = key or "array"
-        if self._members is not None:
-            if key not in self._members:
-                raise errors.BadInputError(errors.MISSING_KEY, f"no array {key!r} (has {sorted(self.keys)})")
-            return NpyArray(io.BytesIO(self._members[key]), where)
         if self._zip is not None:
             if key not in self.keys:
                 raise errors.BadInputError(errors.MISSING_KEY, f"no array {key!r} (has {sorted(self.keys)})")

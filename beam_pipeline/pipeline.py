@@ -14,7 +14,6 @@ import apache_beam as beam
 
 from beam_pipeline import layouts, plan, progress, reader, samples
 from beam_pipeline.analyze import AnalyzeSamples
-from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.write import WriteShardFn
 from transforms.features import DatasetSpec
 
@@ -28,10 +27,6 @@ class RunConfig:
     read_options: layouts.ReadOptions
     chunk_bytes: int
     compression: str
-    decode_cache: str | None = None   # a local directory of decoded inputs (see decode_ahead.py)
-
-    def cache(self) -> DecodeCache | None:
-        return DecodeCache(self.decode_cache) if self.decode_cache else None
 
 
 def _read_group(group: plan.ReadGroup, c: RunConfig):
@@ -39,7 +34,7 @@ def _read_group(group: plan.ReadGroup, c: RunConfig):
     pool = samples.Pool(c.chunk_bytes)
     progress.TRACKER.begin("analyze")
     for task in group:
-        read = reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False, cache=c.cache())
+        read = reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False)
         progress.count_input("analyze", read)
         for batch in read.batches:
             full = pool.add(batch, batch.values.nbytes)
@@ -77,6 +72,5 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan) -> None
          | "Shards" >> beam.Create(work.shards)
          | "DistributeShards" >> beam.Reshuffle()
          | "TransformAndWrite" >> beam.ParDo(
-             WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes, config.compression,
-                          config.cache()),
+             WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes, config.compression),
              beam.pvalue.AsSingleton(transform_dir)))

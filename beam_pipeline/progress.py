@@ -44,20 +44,11 @@ class Tracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._phases: dict[str, PhaseCount] = {}
-        self._on_begin: dict[str, list[Callable[[], None]]] = {}
-
-    def on_begin(self, phase: str, callback: Callable[[], None]) -> None:
-        """Calls `callback` once, when `phase` begins."""
-        with self._lock:
-            self._on_begin.setdefault(phase, []).append(callback)
 
     def begin(self, phase: str) -> None:
         with self._lock:
             count = self._phases.setdefault(phase, PhaseCount())
             count.started = count.started or time.monotonic()
-            callbacks = self._on_begin.pop(phase, [])
-        for callback in callbacks:
-            callback()
 
     def input_done(self, phase: str, nbytes: int, examples: int) -> None:
         with self._lock:
@@ -76,7 +67,6 @@ class Tracker:
     def reset(self) -> None:
         with self._lock:
             self._phases.clear()
-            self._on_begin.clear()
 
 
 TRACKER = Tracker()

@@ -14,7 +14,6 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, layouts, npy_io, samples
-from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import FileTask, input_bytes
 from beam_pipeline.reports import FileReport, QuarantineRecord
 from transforms.features import DatasetSpec
@@ -91,28 +90,23 @@ class TaskRead:
     input_bytes: int   # the bytes of the file this task stands for (see plan.input_bytes)
 
 
-def _open(task: FileTask, opts: layouts.ReadOptions, digest: bool,
-          cache: DecodeCache | None) -> tuple[npy_io.ArrayFile | bytes, int, str | None]:
-    """The task's file (decoded ahead where a cache has it), its size and sha256 (if asked for)."""
-    decoded = cache.get(task.path, opts.max_file_bytes) if cache is not None else None
-    if decoded is not None:
-        return npy_io.ArrayFile.of_members(decoded.members), decoded.size, decoded.sha256
+def _open(task: FileTask, digest: bool) -> tuple[bytes, int, str | None]:
+    """The task's file, its size and sha256 (if asked for)."""
     data = read_bytes(task.path)
     return data, len(data), hashlib.sha256(data).hexdigest() if digest else None
 
 
 def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chunk_bytes: int,
-              digest: bool = True, cache: DecodeCache | None = None) -> TaskRead:
+              digest: bool = True) -> TaskRead:
     """Reads, checks and batches a task's samples; never raises for bad input.
 
     Args:
       digest: compute the file's sha256 (only the pass that reports files needs it).
-      cache: decoded inputs to read instead of inflating the files again (local runs).
     """
     plan, size, sha256 = None, task.size, None
     try:
         _check_not_empty(task)
-        source, size, sha256 = _open(task, opts, digest, cache)
+        source, size, sha256 = _open(task, digest)
         plan = plan_task(task, opts, source)
         samples.check_file_against_spec(plan, spec)
         values = plan.read_values(task.sample_range)

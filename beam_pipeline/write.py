@@ -22,7 +22,6 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import buckets, errors, feature_stats, layouts, progress, reader, reports, tfrecord
-from beam_pipeline.decode_ahead import DecodeCache
 from beam_pipeline.plan import ShardTask
 from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
 from beam_pipeline.samples import Pool, SampleBatch, concat_batches
@@ -71,12 +70,11 @@ class WriteShardFn(beam.DoFn):
     """
 
     def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
-                 chunk_bytes: int, compression: str, cache: DecodeCache | None = None):
+                 chunk_bytes: int, compression: str):
         self._output_dir = output_dir
         self._spec = spec
         self._opts = opts
         self._chunk_bytes = chunk_bytes
-        self._cache = cache
         self._compression = compression
         self._transform = None
         self._encoder = tfrecord.ExampleEncoder(features.X, [features.LENGTH, features.LABEL])
@@ -132,7 +130,7 @@ class WriteShardFn(beam.DoFn):
         with contextlib.ExitStack() as stack:
             sinks = [stack.enter_context(_ShardFile(self._output_dir, name, self._compression)) for name in names]
             for task in shard.tasks:
-                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes, cache=self._cache)
+                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
                 progress.count_input("write", read)
                 done = _FileProgress(read)
                 files.append(done)

@@ -256,6 +256,5 @@ def test_buckets_benchmark(tmp_path) -> None:
     assert result["bounds"][-1] == max(result["bounds"]) and len(result["bounds"]) >= 2
     assert result["padding"]["padding_fraction"] < result["padding"]["padding_fraction_with_buckets"]["1"]
     for side, r in sides.items():
-        assert 0 <= r["eval_accuracy"] <= 1 and r["epoch_s"] > 0 and r["input_examples_per_sec"] > 0, side
         row = next(line for line in proc.stdout.splitlines() if line.startswith(side))
         assert f"{r['bytes'] / sides['one length']['bytes']:.2f}" in row and f"{r['eval_accuracy']:.3f}" in row

@@ -134,11 +134,11 @@ def test_multi_processing_matches_in_process(dataset, reference, tmp_path, runne
     _assert_same_outputs(out, reference)
 
 
-def test_one_thread_without_decoding_ahead_matches_the_default_fast_path(dataset, reference, tmp_path):
-    """The default (a thread per core, inputs decoded ahead) against one thread reading every
-    file itself: the same statistics to the last bit and byte-identical records."""
+def test_one_thread_matches_the_default_fast_path(dataset, reference, tmp_path):
+    """The default (a thread per core) against one thread: the same statistics to the last bit
+    and byte-identical records."""
     out = str(tmp_path / "out")
-    _run(dataset, out, "--direct_num_workers=1", "--direct_running_mode=in_memory", "--no_decode_ahead")
+    _run(dataset, out, "--direct_num_workers=1", "--direct_running_mode=in_memory")
     got = _outputs(out)
     assert got["statistics"] == reference["statistics"]
     _assert_same_outputs(out, reference)

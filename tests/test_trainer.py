@@ -107,7 +107,7 @@ def test_the_sequence_model_learns_and_writes_every_output(trained_sequences):
     metrics, model_dir, _ = trained_sequences
     assert metrics["model"] == "masked_sequence_cnn"
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
-    assert metrics["eval"]["loss"] < 0.5 and metrics["input_examples_per_sec"] > 0
+    assert metrics["eval"]["loss"] < 0.5
     assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 256 // BATCH, [50])
     assert len(metrics["epoch_seconds"]) == 4 and sum(metrics["epoch_seconds"]) <= metrics["train_seconds"]
     assert (metrics["strategy"], metrics["num_replicas"]) == ("default", 1)  # "auto" on a CPU-only host
