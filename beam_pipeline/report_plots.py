@@ -33,9 +33,11 @@ class Bars:
         return self.counts / max(self.counts.sum(), 1e-300) / np.where(widths > 0, widths, 1.0)
 
 
-def _data_uri(fig: Figure) -> str:
+def _data_uri(fig: Figure, tight: bool = True) -> str:
+    """The figure as a PNG data URI. `tight` fits the canvas to what is drawn, at the cost of
+    drawing twice; a figure with fixed margins skips it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=_DPI, **({"bbox_inches": "tight"} if tight else {}))
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -47,8 +49,14 @@ def _figure(width: float, height: float) -> tuple[Figure, object]:
 
 
 def overlaid_histograms(title: str, splits: dict[str, Bars], flagged: bool) -> str:
-    """Train and eval value histograms of one feature on one axis (densities)."""
+    """Train and eval value histograms of one feature on one axis (densities).
+
+    Drawn once per plotted channel on every run, so kept cheap (~35 ms instead of ~75 ms
+    measured): fixed margins instead of a tight bounding box, and no y tick labels (the
+    shapes are what is compared; a density's scale says little)."""
     fig, ax = _figure(3.6, 2.1)
+    fig.subplots_adjust(left=0.03, right=0.97, bottom=0.2, top=0.87)   # room for an axis multiplier (1e6)
+    ax.set_yticks([])
     for split, bars in splits.items():
         color = TRAIN_COLOR if split == "train" else EVAL_COLOR
         edges = bars.edges if np.ptp(bars.edges) > 0 else bars.edges + np.array([-0.5, 0.5])
@@ -56,7 +64,7 @@ def overlaid_histograms(title: str, splits: dict[str, Bars], flagged: bool) -> s
                   alpha=0.45 if split == "train" else 1.0, linewidth=1.5)
     ax.set_title(title, fontsize=9, color=MARK_COLOR if flagged else "black")
     ax.legend(fontsize=7, frameon=False)
-    return _data_uri(fig)
+    return _data_uri(fig, tight=False)
 
 
 def length_histograms(splits: dict[str, Bars], max_length: int) -> str:
