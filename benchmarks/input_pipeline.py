@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import mixing, preprocess
+from transforms import console
 
 BATCH_SIZE = 128
 SETTLE_SECONDS = 1.0
@@ -338,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"dataset: {dataset.describe()}\ncode: {code}\nshards: {shards_dir}", flush=True)
 
     # TensorFlow loads only now: the data generation above forks no TensorFlow threads.
+    console.setup(verbose=False)
     from trainer import data
 
     info = data.load(shards_dir)
