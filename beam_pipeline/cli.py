@@ -12,13 +12,13 @@ Exit codes: 0 success; 1 the run failed (pipeline error, or more bad input than
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import gc
 import logging
 import os
 import sys
-import threading
 import time
 from typing import Any
 
@@ -132,6 +132,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def _in_process(beam_args: list[str]) -> bool:
     """Whether the job runs on the CLI's in-process runner (no --runner given)."""
     return not any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
+
+
+def _workers_are_threads(beam_args: list[str]) -> bool:
+    """Whether the job's workers are threads of this process, whose progress the display sees:
+    the in-process runner, unless --direct_running_mode multi_processing puts them in
+    processes of their own (then the launcher reports the job's state, as for remote runners)."""
+    pairs = zip(beam_args, [*beam_args[1:], ""])
+    multi_processing = any(a == "--direct_running_mode=multi_processing"
+                           or (a == "--direct_running_mode" and b == "multi_processing") for a, b in pairs)
+    return _in_process(beam_args) and not multi_processing
 
 
 def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
@@ -265,7 +275,7 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
-    from beam_pipeline import pipeline
+    from beam_pipeline import pipeline, progress
 
     config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression)
     p = _new_pipeline(beam_args)
@@ -274,22 +284,18 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     # cyclic collector would otherwise rescan again and again while the data flows (~1.5 s
     # of CPU per GB measured); freezing them keeps them out of every later collection.
     gc.freeze()
-    result = p.run()
-    if p.options.view_as(TestOptions).dry_run:
+    dry_run = p.options.view_as(TestOptions).dry_run
+    # Workers elsewhere (remote runners, worker processes): say what the runner knows meanwhile.
+    watch = not (_workers_are_threads(beam_args) or quiet or dry_run)
+    with progress.JobWatcher(_counters) if watch else contextlib.nullcontext() as watcher:
+        result = p.run()
+        if watcher is not None:
+            watcher.started(result)
+        state = None if dry_run else result.wait_until_finish()
+    if dry_run:
         runner = p.options.view_as(StandardOptions).runner
         print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
         return False
-    if _in_process(beam_args) or quiet:
-        state = result.wait_until_finish()
-    else:   # the workers are elsewhere: say what the runner knows while waiting
-        from beam_pipeline import progress
-
-        stop = threading.Event()
-        watcher = threading.Thread(target=progress.watch_job, args=(result, _counters, 10.0, stop), daemon=True)
-        watcher.start()
-        state = result.wait_until_finish()
-        stop.set()
-        watcher.join()
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RunFailedError(f"the pipeline ended in state {state}")
     return True
@@ -349,7 +355,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     from beam_pipeline import manifest
 
     publish_started = time.monotonic()
-    timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _in_process(beam_args) else {}),
+    timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
                "job": job_seconds, "total": publish_started - started}
     m = manifest.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction, timings)
     print(_summary_line(m, args.output_dir), flush=True)

@@ -179,21 +179,62 @@ def phase_seconds(counts: dict[str, PhaseCount]) -> dict[str, float | None]:
             for phase in PHASES}
 
 
-def watch_job(result: Any, query: Callable[[Any], dict[str, int]], every: float = 10.0,
-              stop: threading.Event | None = None) -> None:
-    """For runners whose workers are elsewhere: prints the job's state and Beam's counters at
-    once, then every `every` seconds until `stop` is set, then a last time."""
-    start = time.monotonic()
-    stop = stop or threading.Event()
-    while True:
-        final = stop.is_set()
+class JobWatcher:
+    """For jobs whose workers are not threads of this process (remote runners, worker
+    processes): prints the job's state and Beam's counters on stderr, never a frozen bar.
+
+    A line as soon as the runner hands the job back (`started`), then every `every` seconds,
+    and a last one when the watcher exits. A runner may hold on to the job until it ends
+    (the in-process runner with --direct_running_mode multi_processing); meanwhile a line
+    every `every` seconds says how long it has run. Use as a context manager around the run.
+    """
+
+    def __init__(self, query: Callable[[Any], dict[str, int]], every: float = 10.0):
+        self._query = query
+        self._every = every
+        self._result: Any = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="job-watcher")
+        self._start = time.monotonic()
+
+    def started(self, result: Any) -> None:
+        """The runner handed back the job (its PipelineResult)."""
+        self._result = result
+        self._wake.set()
+
+    def __enter__(self) -> JobWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        last = None
+        while True:
+            final = self._stop.is_set()
+            elapsed = f"{time.monotonic() - self._start:,.0f} s"
+            if self._result is None:
+                if not final and time.monotonic() - self._start >= self._every:
+                    print(f"job RUNNING, {elapsed} (this runner reports its counters when the job ends)",
+                          file=sys.stderr, flush=True)
+            else:
+                status = self._status()
+                if status != last or not final:   # no repeated last line
+                    print(f"job {status[0]}, {elapsed}: {status[1]}", file=sys.stderr, flush=True)
+                last = status
+            if final:
+                return
+            self._wake.wait(self._every)
+            self._wake.clear()
+
+    def _status(self) -> tuple[str, str]:
         try:
-            counters = query(result)
+            counters = self._query(self._result)
         except Exception:  # noqa: BLE001 - a runner may not expose metrics while running
             counters = {}
         shown = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())) or "no counters yet"
-        state = str(getattr(result, "state", "UNKNOWN")).split(".")[-1]
-        print(f"job {state}, {time.monotonic() - start:,.0f} s: {shown}", file=sys.stderr, flush=True)
-        if final:
-            return
-        stop.wait(every)
+        return str(getattr(self._result, "state", "UNKNOWN")).split(".")[-1], shown

@@ -131,6 +131,10 @@ def test_multi_processing_matches_in_process(dataset, reference, tmp_path, runne
         # proof that the work crossed process boundaries (every element and DoFn pickled).
         # Not asserted for DirectRunner, which runs on Prism instead where it can download it.
         assert "local_job_service" in proc.stderr
+    # Workers in processes of their own: the launcher reports the job's state, never a frozen bar.
+    states = [line for line in proc.stderr.splitlines() if line.startswith("job ")]
+    assert states and states[-1].startswith("job DONE"), proc.stderr[-3000:]
+    assert "analyze:" not in proc.stderr, proc.stderr[-3000:]
     _assert_same_outputs(out, reference)
 
 
