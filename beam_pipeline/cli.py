@@ -287,7 +287,7 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     dry_run = p.options.view_as(TestOptions).dry_run
     # Workers elsewhere (remote runners, worker processes): say what the runner knows meanwhile.
     watch = not (_workers_are_threads(beam_args) or quiet or dry_run)
-    with progress.JobWatcher(_counters) if watch else contextlib.nullcontext() as watcher:
+    with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
         result = p.run()
         if watcher is not None:
             watcher.started(result)
@@ -299,13 +299,6 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     if state not in (None, beam.runners.runner.PipelineState.DONE):
         raise RunFailedError(f"the pipeline ended in state {state}")
     return True
-
-
-def _counters(result) -> dict[str, int]:
-    """The job's Beam counters so far (committed where the runner has them, else attempted)."""
-    counters = result.metrics().query()["counters"]
-    return {f"{c.key.metric.namespace}.{c.key.metric.name}": (c.committed if c.committed is not None else c.attempted)
-            for c in counters}
 
 
 def _summary_line(m: dict[str, Any], output_dir: str) -> str:

@@ -15,7 +15,6 @@ import dataclasses
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
@@ -179,6 +178,14 @@ def phase_seconds(counts: dict[str, PhaseCount]) -> dict[str, float | None]:
             for phase in PHASES}
 
 
+def _counters(result: Any) -> dict[str, int]:
+    """A job's Beam counters so far, as NAMESPACE.NAME: value (committed where the runner has
+    them, else attempted)."""
+    counters = result.metrics().query()["counters"]
+    return {f"{c.key.metric.namespace}.{c.key.metric.name}": (c.committed if c.committed is not None else c.attempted)
+            for c in counters}
+
+
 class JobWatcher:
     """For jobs whose workers are not threads of this process (remote runners, worker
     processes): prints the job's state and Beam's counters on stderr, never a frozen bar.
@@ -189,8 +196,7 @@ class JobWatcher:
     every `every` seconds says how long it has run. Use as a context manager around the run.
     """
 
-    def __init__(self, query: Callable[[Any], dict[str, int]], every: float = 10.0):
-        self._query = query
+    def __init__(self, every: float = 10.0):
         self._every = every
         self._result: Any = None
         self._wake = threading.Event()
@@ -233,7 +239,7 @@ class JobWatcher:
 
     def _status(self) -> tuple[str, str]:
         try:
-            counters = self._query(self._result)
+            counters = _counters(self._result)
         except Exception:  # noqa: BLE001 - a runner may not expose metrics while running
             counters = {}
         shown = ", ".join(f"{k} {v:,}" for k, v in sorted(counters.items())) or "no counters yet"
