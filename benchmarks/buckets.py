@@ -89,6 +89,7 @@ RAGGED_CODE = """
 import json, sys, os
 import numpy as np, tensorflow as tf, tf_keras as keras
 from trainer import data, model, train
+from trainer.config import TrainConfig
 bucketed, ragged_dir = sys.argv[1], sys.argv[2]
 epochs, batch, width = (int(a) for a in sys.argv[3:6])
 info = data.load(bucketed)
@@ -97,7 +98,7 @@ spec = {"x": tf.io.RaggedFeature(tf.float32), "length": tf.io.FixedLenFeature([]
         "label": tf.io.FixedLenFeature([], tf.int64)}
 
 def dataset(split, training):
-    files = sorted(tf.io.gfile.glob(os.path.join(ragged_dir, split + "-*.tfrecord")))
+    files = sorted(tf.io.gfile.glob(os.path.join(ragged_dir, "data", split + "-*.tfrecord")))
     ds = tf.data.TFRecordDataset(files)
     if training:
         ds = ds.shuffle(10_000, seed=0, reshuffle_each_iteration=True).repeat()
@@ -112,8 +113,7 @@ train_n = info.manifest["splits"]["train"]["examples_written"]
 rate = data.measure_throughput(dataset("train", True), 50, buckets=len(bounds))  # as the trainer measures
 keras.utils.set_random_seed(0)
 net = model.build_model(info, width)
-net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+model.compile_classifier(net, TrainConfig("", "").learning_rate)   # as the trainer compiles it
 timer = train.EpochTimer()
 hist = net.fit(dataset("train", True), epochs=epochs, steps_per_epoch=train_n // batch,
                validation_data=dataset("eval", False), callbacks=[timer], verbose=0)
@@ -124,17 +124,18 @@ sys.stdout.flush(); os._exit(0)
 
 
 def write_ragged(bucketed: str, target: str) -> int:
-    """(b)'s records with the padding stripped, as variable-length Examples; returns bytes."""
+    """(b)'s records with the padding stripped, as variable-length Examples in target/data/;
+    returns their bytes."""
     import tensorflow as tf
 
     with open(os.path.join(bucketed, "manifest.json")) as f:
         m = json.load(f)
-    os.makedirs(target, exist_ok=True)
+    os.makedirs(os.path.join(target, "data"), exist_ok=True)
     import tensorflow_transform as tft
 
     base = tft.TFTransformOutput(bucketed).transformed_feature_spec()
     for split, summary in m["splits"].items():
-        with tf.io.TFRecordWriter(os.path.join(target, f"{split}-00000.tfrecord")) as writer:
+        with tf.io.TFRecordWriter(os.path.join(target, "data", f"{split}-00000.tfrecord")) as writer:
             for shard in summary["shards"]:
                 spec = dict(base, x=tf.io.FixedLenFeature([shard["length"], 1], tf.float32))
                 for batch in tf.data.TFRecordDataset(os.path.join(bucketed, shard["file"])).batch(256):
@@ -145,7 +146,7 @@ def write_ragged(bucketed: str, target: str) -> int:
                             "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[n])),
                             "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[y]))}))
                         writer.write(example.SerializeToString())
-    return sum(os.path.getsize(p) for p in glob.glob(os.path.join(target, "*.tfrecord")))
+    return dir_bytes(target)
 
 
 def train_ragged(bucketed: str, ragged: str, epochs: int) -> dict[str, Any]:

@@ -105,6 +105,15 @@ def _image_model(x: tf.Tensor, x_shape: tuple[int, ...], num_classes: int, width
     return keras.layers.Dense(num_classes)(h)
 
 
+def compile_classifier(net: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:
+    """The training setup of every classifier here: Adam, sparse categorical cross-entropy on
+    logits, accuracy."""
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                steps_per_execution=steps_per_execution)
+
+
 def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
     """Builds the default classifier for a preprocessing run's data.
 

@@ -130,10 +130,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
 
     with dist.scope():
         net = model.build_model(info, config.width)
-        net.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                    steps_per_execution=config.steps_per_execution)
+        model.compile_classifier(net, config.learning_rate, config.steps_per_execution)
     timer = EpochTimer()
     start = time.perf_counter()
     history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
