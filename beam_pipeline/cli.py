@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from beam_pipeline import buckets, layouts, plan
 from beam_pipeline.errors import RunFailedError, UsageError
-from transforms import console, features, outputs
+from beam_pipeline.planning import length_buckets, plan
+from beam_pipeline.reading import layouts
+from cli_support import console
+from transforms import features, outputs
 
 # Beam and TensorFlow load inside the functions that need them: --help and flag errors stay instant.
 
@@ -170,7 +172,7 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
 
 def _match_inputs(args: argparse.Namespace) -> dict[str, list[plan.FileTask]]:
     """Every input file, per split (UsageError when a split's globs match nothing)."""
-    from beam_pipeline import scan
+    from beam_pipeline.planning import scan
 
     label_flags = dict(labels_csv=args.labels_csv, labels_from_dir=args.labels_from_dir,
                        labels_sibling=args.labels_sibling)
@@ -206,7 +208,7 @@ def _plan(args: argparse.Namespace, matched: dict[str, list[plan.FileTask]]
           ) -> tuple[features.DatasetSpec, plan.Plan, dict[str, int]]:
     """Scans every file's headers, decides the dataset spec, and plans both passes; also
     returns each file's sample count."""
-    from beam_pipeline import scan
+    from beam_pipeline.planning import scan
 
     opts = _read_options(args)
     scans = {split: scan.scan_files(tasks, opts) for split, tasks in matched.items()}
@@ -238,13 +240,13 @@ def _bucket_bounds(flag: str, spec: features.DatasetSpec, train: list) -> tuple[
     if spec.per_element:
         raise UsageError("--length_buckets applies to sequences; --per_element data has one length")
     lengths = [np.minimum(s.plan.lengths, spec.max_length) for s in train if s.plan is not None]
-    hist = buckets.Histogram.of(np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
+    hist = length_buckets.LengthCounts.of(np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
     if flag == "auto":
-        return buckets.auto_bounds(hist, spec.max_length)
+        return length_buckets.auto_bounds(hist, spec.max_length)
     values = _bucket_values(flag)
     if len(values) == 1:
-        return buckets.optimal_bounds(hist, spec.max_length, values[0])
-    return buckets.explicit_bounds(values, spec.max_length)
+        return length_buckets.optimal_bounds(hist, spec.max_length, values[0])
+    return length_buckets.explicit_bounds(values, spec.max_length)
 
 
 def _new_pipeline(beam_args: list[str]):
@@ -345,12 +347,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
             return {}
         job_seconds = time.monotonic() - job_started
-    from beam_pipeline import manifest
+    from beam_pipeline.finalize import manifest_builder
 
     publish_started = time.monotonic()
     timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
                "job": job_seconds, "total": publish_started - started}
-    m = manifest.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction, timings)
+    m = manifest_builder.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction, timings)
     print(_summary_line(m, args.output_dir), flush=True)
     return m
 
@@ -377,7 +379,7 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the job and exits with a reliable status code (see
-    transforms/console.py): 0 success, 1 failed, 2 usage error."""
+    cli_support/console.py): 0 success, 1 failed, 2 usage error."""
     verbose, _ = console.verbosity_parser(quiet=True).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
     _keep_freed_memory()

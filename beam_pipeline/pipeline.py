@@ -12,9 +12,11 @@ import dataclasses
 
 import apache_beam as beam
 
-from beam_pipeline import layouts, plan, progress, reader, samples
-from beam_pipeline.analyze import AnalyzeSamples
-from beam_pipeline.write import WriteShardFn
+from beam_pipeline import progress
+from beam_pipeline.passes.analyze import AnalyzeSamples
+from beam_pipeline.passes.write import WriteShardFn
+from beam_pipeline.planning import plan
+from beam_pipeline.reading import layouts, reader, samples
 from transforms.features import DatasetSpec
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import preprocess
-from transforms import console
+from cli_support import console
 
 DISTRIBUTIONS = ("heavy_tailed", "uniform")
 NUM_CLASSES = 3

@@ -1,4 +1,4 @@
-"""Noise and sensitivity of the drift distance (beam_pipeline/drift.py), to choose thresholds.
+"""Noise and sensitivity of the drift distance (beam_pipeline/statistics/drift.py), to choose thresholds.
 
 `python -m benchmarks.drift_noise [--trials 4] [--rows 4000 100000]`
 
@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from beam_pipeline import drift
-from beam_pipeline.feature_stats import StatsAccumulator
-from beam_pipeline.samples import SampleBatch
+from beam_pipeline.reading.samples import SampleBatch
+from beam_pipeline.statistics import drift
+from beam_pipeline.statistics.feature_stats import StatsAccumulator
 from transforms.features import DatasetSpec
 
 SHIFTS = (0.0, 0.1, 0.2, 0.33, 0.5)

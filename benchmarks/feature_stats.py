@@ -1,4 +1,4 @@
-"""Cost of the raw-data statistics (beam_pipeline/feature_stats.py) on a large batch stream.
+"""Cost of the raw-data statistics (beam_pipeline/statistics/feature_stats.py) on a large batch stream.
 
 `python -m benchmarks.feature_stats [--gb 1.0] [--batch_mb 8]`
 
@@ -22,9 +22,9 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from beam_pipeline.feature_stats import StatsAccumulator, StatsOptions, new_sketch, sketch_rows
-from beam_pipeline.moments import Moments
-from beam_pipeline.samples import SampleBatch
+from beam_pipeline.reading.samples import SampleBatch
+from beam_pipeline.statistics.feature_stats import StatsAccumulator, StatsOptions, new_sketch, sketch_rows
+from beam_pipeline.statistics.moments import Moments
 from transforms.features import DatasetSpec
 
 CHANNELS = 16

@@ -9,7 +9,7 @@ What a competent user writes instead of Beam + tf.Transform, doing the same job:
           ((x - mean) / std, a constant channel becomes 0), cast to float32, zero-pad every
           sample to the longest length, and write tf.train.Examples (`x` float32
           [max_length, F], `length` int64, `label` int64) whose bytes are built directly by
-          `beam_pipeline.tfrecord` (no protobuf API), spread over shards of equal record counts.
+          `beam_pipeline.passes.tfrecord` (no protobuf API), spread over shards of equal record counts.
 
 Output: OUTPUT_DIR/data/train-SSSSS-of-NNNNN.tfrecord, parsable with the transformed feature
 spec of our pipeline, and OUTPUT_DIR/stats.json (examples, max_length, count, mean, std).
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from beam_pipeline.tfrecord import ExampleEncoder, frame_records
+from beam_pipeline.passes.tfrecord import ExampleEncoder, frame_records
 from transforms import features
 
 

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import mixing, preprocess
-from transforms import console
+from cli_support import console
 
 BATCH_SIZE = 128
 SETTLE_SECONDS = 1.0

@@ -186,7 +186,7 @@ def git(*args: str) -> str | None:
 def code_version() -> dict[str, Any]:
     """The commit measured, and the pipeline files modified on top of it (figures of a dirty
     tree belong to no commit). Both None outside a git checkout (e.g. a `git archive` export)."""
-    status = git("status", "--porcelain", "--", "beam_pipeline", "transforms", "trainer")
+    status = git("status", "--porcelain", "--", "beam_pipeline", "transforms", "trainer", "cli_support")
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "modified": None if status is None else [line[3:] for line in status.splitlines()]}
 

@@ -7,12 +7,12 @@ import struct
 import numpy as np
 import pytest
 
-from beam_pipeline import buckets
-from beam_pipeline.buckets import Histogram
+from beam_pipeline.planning import length_buckets
+from beam_pipeline.planning.length_buckets import LengthCounts
 from tests.support.helpers import manifest, read_split, run_ok, run_pipeline, write_ragged
 
 
-def _brute_force(hist: Histogram, max_length: int, n: int) -> int:
+def _brute_force(hist: LengthCounts, max_length: int, n: int) -> int:
     """The least stored size over every choice of at most n bounds ending at max_length."""
     candidates = [int(v) for v in hist.lengths if v < max_length]
     return min(hist.stored_steps((*combo, max_length))
@@ -23,10 +23,10 @@ def test_optimal_bounds_equal_a_brute_force_search():
     rng = np.random.default_rng(0)
     for _ in range(100):
         lengths = rng.integers(1, 25, size=rng.integers(1, 30))
-        hist = Histogram.of(lengths)
+        hist = LengthCounts.of(lengths)
         max_length = int(lengths.max()) + int(rng.integers(0, 3))
         for n in (1, 2, 3, 4):
-            bounds = buckets.optimal_bounds(hist, max_length, n)
+            bounds = length_buckets.optimal_bounds(hist, max_length, n)
             assert bounds[-1] == max_length and len(bounds) <= n and list(bounds) == sorted(set(bounds))
             assert hist.stored_steps(bounds) == _brute_force(hist, max_length, n)
 
@@ -34,23 +34,23 @@ def test_optimal_bounds_equal_a_brute_force_search():
 def test_a_sample_goes_to_the_smallest_bound_that_holds_it():
     bounds = (4, 8, 16)
     lengths = np.array([1, 4, 5, 8, 9, 16, 30])   # exactly at a bound stays in it; longer goes last
-    assert buckets.assign(lengths, bounds).tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert length_buckets.assign(lengths, bounds).tolist() == [0, 0, 1, 1, 2, 2, 2]
 
 
 def test_explicit_bounds_always_end_at_max_length():
-    assert buckets.explicit_bounds([512, 64, 128, 64], 300) == (64, 128, 300)
-    assert buckets.explicit_bounds([64, 128], 128) == (64, 128)
+    assert length_buckets.explicit_bounds([512, 64, 128, 64], 300) == (64, 128, 300)
+    assert length_buckets.explicit_bounds([64, 128], 128) == (64, 128)
 
 
 def test_auto_adds_buckets_while_they_pay():
     rng = np.random.default_rng(1)
-    heavy = Histogram.of(np.minimum(np.round(rng.lognormal(5.5, 0.6, 20_000)).astype(int) + 100, 1344))
-    uniform = Histogram.of(rng.integers(50, 201, 20_000))
-    many, few = buckets.auto_bounds(heavy, 1344), buckets.auto_bounds(uniform, 200)
+    heavy = LengthCounts.of(np.minimum(np.round(rng.lognormal(5.5, 0.6, 20_000)).astype(int) + 100, 1344))
+    uniform = LengthCounts.of(rng.integers(50, 201, 20_000))
+    many, few = length_buckets.auto_bounds(heavy, 1344), length_buckets.auto_bounds(uniform, 200)
     assert len(many) > len(few) >= 2
     # Each bucket auto keeps saved at least 5% of what was stored before it.
     for hist, bounds, top in ((heavy, many, 1344), (uniform, few, 200)):
-        stored = [hist.stored_steps(buckets.optimal_bounds(hist, top, n)) for n in range(1, len(bounds) + 1)]
+        stored = [hist.stored_steps(length_buckets.optimal_bounds(hist, top, n)) for n in range(1, len(bounds) + 1)]
         assert all(b <= 0.95 * a for a, b in zip(stored, stored[1:]))
 
 

@@ -12,8 +12,9 @@ import pytest
 from apache_beam.testing.util import assert_that
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from beam_pipeline import drift, histograms
-from beam_pipeline.feature_stats import (
+from beam_pipeline.reading.samples import SampleBatch
+from beam_pipeline.statistics import drift, tfdv_histograms
+from beam_pipeline.statistics.feature_stats import (
     FeatureStatsFn,
     MergeStatsFn,
     StatsAccumulator,
@@ -24,7 +25,6 @@ from beam_pipeline.feature_stats import (
     stats_path,
     write_stats,
 )
-from beam_pipeline.samples import SampleBatch
 from transforms.features import DatasetSpec
 
 CHANNELS = 3
@@ -62,7 +62,7 @@ def all_values(batches: list[SampleBatch]) -> np.ndarray:
 
 
 def quantile_bounds(stats: statistics_pb2.FeatureNameStatistics) -> np.ndarray:
-    low, high, _ = histograms.buckets(histograms.find(stats.num_stats, Histogram.QUANTILES))
+    low, high, _ = tfdv_histograms.bins(tfdv_histograms.find(stats.num_stats, Histogram.QUANTILES))
     return np.concatenate([low[:1], high])
 
 
@@ -171,7 +171,7 @@ def test_quantiles_stay_accurate_when_the_sketch_samples_rows():
 
 def test_standard_histogram_follows_numpy_within_the_rank_error(batches, stats):
     values = all_values(batches)[:, 0]
-    low, high, counts = histograms.buckets(histograms.find(feature(stats, "x[0]").num_stats, Histogram.STANDARD))
+    low, high, counts = tfdv_histograms.bins(tfdv_histograms.find(feature(stats, "x[0]").num_stats, Histogram.STANDARD))
     assert len(counts) == StatsOptions().num_histogram_buckets
     assert (low[0], high[-1]) == (values.min(), values.max())
     exact, _ = np.histogram(values, np.concatenate([low[:1], high]))

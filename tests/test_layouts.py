@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from beam_pipeline import errors, layouts
+from beam_pipeline import errors
+from beam_pipeline.reading import layouts
 from tests.support.helpers import npy_file, npz_file
 
 OPTS = layouts.ReadOptions()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from beam_pipeline.moments import Moments
+from beam_pipeline.statistics.moments import Moments
 
 
 def _reference(values: np.ndarray) -> tuple:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beam_pipeline import errors, npy_io
+from beam_pipeline import errors
+from beam_pipeline.reading import npy_io
 
 
 def _npy_bytes(array: np.ndarray, allow_pickle: bool = False) -> bytes:

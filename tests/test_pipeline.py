@@ -5,8 +5,9 @@ import numpy as np
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipeline import layouts, pipeline
-from beam_pipeline.plan import FileTask
+from beam_pipeline import pipeline
+from beam_pipeline.planning.plan import FileTask
+from beam_pipeline.reading import layouts
 from tests.support.helpers import write_ragged
 from transforms.features import DatasetSpec
 

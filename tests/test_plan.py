@@ -1,7 +1,7 @@
 """Planning on the launcher: work units and shards, deterministic and balanced."""
 
-from beam_pipeline import plan
-from beam_pipeline.plan import FileTask
+from beam_pipeline.planning import plan
+from beam_pipeline.planning.plan import FileTask
 from transforms.features import DatasetSpec
 
 SPEC = DatasetSpec(trailing_shape=(2,), source_dtype="float32", max_length=4)

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beam_pipeline import errors, layouts, reader
-from beam_pipeline.plan import FileTask
+from beam_pipeline import errors
+from beam_pipeline.planning.plan import FileTask
+from beam_pipeline.reading import layouts, reader
 from tests.support import torture
 from tests.support.helpers import REPO, manifest, quarantine, read_split, run_ok, run_pipeline, valid_rows, write_ragged
 from transforms.features import DatasetSpec

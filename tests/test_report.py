@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
-from beam_pipeline import drift, feature_stats, report
-from beam_pipeline.feature_stats import StatsAccumulator
-from beam_pipeline.report_html import esc
+from beam_pipeline.reading.samples import SampleBatch
+from beam_pipeline.report import page as report_page
+from beam_pipeline.report.html import esc
 from beam_pipeline.sample_data import write_dataset
-from beam_pipeline.samples import SampleBatch
+from beam_pipeline.statistics import drift, feature_stats
+from beam_pipeline.statistics.feature_stats import StatsAccumulator
 from tests.support.helpers import manifest, run_ok
 from transforms.features import DatasetSpec
 
@@ -57,7 +58,7 @@ def sample_run(tmp_path_factory) -> str:
     spec = DatasetSpec.from_json(manifest(out)["spec"])
     write_split_stats(out, spec, "train", npz_batches(glob.glob(str(data / "train-0*.npz"))))
     write_split_stats(out, spec, "eval", npz_batches(glob.glob(str(data / "test-*.npz"))))
-    report.write_report(out)
+    report_page.write_report(out)
     return out
 
 
@@ -115,7 +116,7 @@ def test_quarantine_lists_reasons_with_file_and_message(sample_run):
     assert len(records) == 1
     reason = records[0]["reason"]
     assert f"<h3>{reason}: first 1 of 1</h3>" in text
-    assert esc(records[0]["message"][:report.MAX_MESSAGE_CHARS]) in text
+    assert esc(records[0]["message"][:report_page.MAX_MESSAGE_CHARS]) in text
 
 
 def test_data_is_escaped(sample_run):
@@ -141,7 +142,7 @@ def test_old_manifest_renders_sections_as_not_recorded(tmp_path):
     out = tmp_path / "old"
     out.mkdir()
     (out / "manifest.json").write_text(json.dumps({"format_version": 1, "max_length": 7}))
-    text = page(os.path.dirname(report.write_report(str(out))))
+    text = page(os.path.dirname(report_page.write_report(str(out))))
     for section in ("Command", "Counts per split", "Timings per phase", "Per-channel statistics (stats/*.pb)",
                     "Length histograms", "Label counts", "Quarantine file"):
         assert f"{section}: not recorded" in text
@@ -150,7 +151,7 @@ def test_old_manifest_renders_sections_as_not_recorded(tmp_path):
 
 def test_missing_manifest_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        report.main([str(tmp_path)])
+        report_page.main([str(tmp_path)])
     assert exit_info.value.code == 2
     assert "manifest.json not found: not a preprocessing output directory" in capsys.readouterr().err
 
@@ -189,22 +190,22 @@ def synthetic_run(out: str, channels: int, shifted: int, quarantined: int, per_e
 def test_large_runs_give_a_bounded_page(tmp_path):
     channels = 300
     synthetic_run(str(tmp_path), channels=channels, shifted=250, quarantined=20_000)
-    text = page(os.path.dirname(report.write_report(str(tmp_path))))
+    text = page(os.path.dirname(report_page.write_report(str(tmp_path))))
     assert len(text.encode()) < 3_000_000, len(text.encode())
     plots = [a["alt"] for t, a in tags_of(text) if t == "img" and a["alt"].startswith("histogram of")]
-    assert len(plots) == report.MAX_CHANNEL_PLOTS
+    assert len(plots) == report_page.MAX_CHANNEL_PLOTS
     assert plots[0] == "histogram of x[250]"   # the drifted channel comes first
-    assert text.count("<td>x[") == report.MAX_TABLE_ROWS
-    assert f"... and {channels - report.MAX_TABLE_ROWS} more channels" in text
+    assert text.count("<td>x[") == report_page.MAX_TABLE_ROWS
+    assert f"... and {channels - report_page.MAX_TABLE_ROWS} more channels" in text
     for reason in ("r0", "r1", "r2"):
         count = len(range(int(reason[1]), 20_000, 3))
-        assert f"<h3>{reason}: first {report.QUARANTINE_EXAMPLES} of {count:,}</h3>" in text
-    assert "x" * (report.MAX_MESSAGE_CHARS + 1) not in text
+        assert f"<h3>{reason}: first {report_page.QUARANTINE_EXAMPLES} of {count:,}</h3>" in text
+    assert "x" * (report_page.MAX_MESSAGE_CHARS + 1) not in text
 
 
 def test_recorded_timings_padding_drift_and_per_element_statistics_are_shown(tmp_path):
     synthetic_run(str(tmp_path), channels=4, shifted=2, quarantined=0, per_element=True)
-    text = page(os.path.dirname(report.write_report(str(tmp_path))))
+    text = page(os.path.dirname(report_page.write_report(str(tmp_path))))
     assert "<td>analyze</td><td class=\"n\">12.25</td>" in text and "<td>total</td><td class=\"n\">43.75</td>" in text
     assert '<td class="n">0.1</td><td class="n">1,000</td><td class="n">900</td>' in text
     assert "drift: 1 of 6 features flagged: x[2]" in text and "(recorded by the run)" in text

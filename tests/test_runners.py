@@ -252,7 +252,9 @@ def dataflow_dry_run(tmp_path_factory):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipeline import layouts, pipeline, plan
+    from beam_pipeline import pipeline
+    from beam_pipeline.planning import plan
+    from beam_pipeline.reading import layouts
     from transforms.features import DatasetSpec
 
     bucket = "gs://placeholder-bucket"
@@ -317,7 +319,7 @@ def test_setup_file_stages_an_installable_sdist(dataflow_dry_run, tmp_path):
     sdist = staged["workflow.tar.gz"]
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    assert {"pyproject.toml", "setup.py", "beam_pipeline/pipeline.py", "beam_pipeline/write.py",
+    assert {"pyproject.toml", "setup.py", "beam_pipeline/pipeline.py", "beam_pipeline/passes/write.py",
             "transforms/preprocessing.py"} <= names
 
     target = tmp_path / "site"

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from beam_pipeline import errors, layouts, samples
+from beam_pipeline import errors
+from beam_pipeline.reading import layouts, samples
 from tests.support.helpers import npz_file
 from transforms.features import DatasetSpec
 

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from beam_pipeline.tfrecord import ExampleEncoder, frame_records
+from beam_pipeline.passes.tfrecord import ExampleEncoder, frame_records
 
 
 def _proto(x, length, label) -> bytes:

@@ -11,9 +11,9 @@ import json
 import sys
 from typing import Any
 
+from cli_support import console
 from trainer import config as cfg
 from trainer.errors import TrainerError
-from transforms import console
 
 # TensorFlow loads inside run(), after the flags are parsed and the console is set up.
 
@@ -89,7 +89,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: trains and exits with a reliable status code (see
-    transforms/console.py): 0 success, 1 failed, 2 usage error, 130 interrupted."""
+    cli_support/console.py): 0 success, 1 failed, 2 usage error, 130 interrupted."""
     verbose, _ = console.verbosity_parser(quiet=False).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
     console.run_main(run, argv, usage_errors=(TrainerError,), failures=(),

@@ -96,7 +96,7 @@ def make_preprocessing_fn(spec: features.DatasetSpec, summarize: Any) -> Callabl
       summarize: a Beam PTransform from batches of (values [rows, K], lengths [n], labels [n])
         as NumPy arrays to one each of mean, var, min, max (float64 [K]) and the largest
         integer label (int64); K is the number of channels, or of elements per sample with
-        per-element statistics. See beam_pipeline/analyze.py.
+        per-element statistics. See beam_pipeline/passes/analyze.py.
 
     Returns:
       A function from raw tensors (`spec.raw_feature_spec()`) to fixed-shape transformed

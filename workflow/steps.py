@@ -22,8 +22,8 @@ from workflow import fingerprint as fp
 from workflow import report, storage
 
 # The sources each step runs: a change to any of them reruns the step (and what follows it).
-PREPROCESS_CODE = ("beam_pipeline", "transforms", "workflow.steps", "workflow.storage")
-TRAIN_CODE = ("trainer", "transforms", "workflow.steps", "workflow.storage")
+PREPROCESS_CODE = ("beam_pipeline", "transforms", "cli_support", "workflow.steps", "workflow.storage")
+TRAIN_CODE = ("trainer", "transforms", "cli_support", "workflow.steps", "workflow.storage")
 
 
 class StepFailedError(RuntimeError):

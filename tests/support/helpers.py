@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from beam_pipeline import npy_io
+from beam_pipeline.reading import npy_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # What TensorFlow's C++ runtime prints at start-up when nothing filters it.

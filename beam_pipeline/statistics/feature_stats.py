@@ -36,9 +36,9 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl import sketches
 
-from beam_pipeline import histograms
-from beam_pipeline.moments import Moments
-from beam_pipeline.samples import SampleBatch
+from beam_pipeline.reading.samples import SampleBatch
+from beam_pipeline.statistics import tfdv_histograms
+from beam_pipeline.statistics.moments import Moments
 from transforms import features
 from transforms.features import DatasetSpec
 from transforms.outputs import STATS_DIR, STATS_SUFFIX, WORK_DIR
@@ -143,15 +143,17 @@ class ColumnSummary:
         m = self.moments
         if m.count == 0:
             return [statistics_pb2.NumericStatistics() for _ in range(len(m.mean))]
-        quantiles, cumulative = self.quantiles(histograms.QUANTILES_FACTOR * options.num_quantiles_histogram_buckets)
+        factor = tfdv_histograms.QUANTILES_FACTOR
+        quantiles, cumulative = self.quantiles(factor * options.num_quantiles_histogram_buckets)
         out = []
         for i in range(len(m.mean)):
             q, cum = quantiles[i], cumulative[i]
             out.append(statistics_pb2.NumericStatistics(
                 mean=m.mean[i], std_dev=m.std[i], min=m.min[i], max=m.max[i], num_zeros=int(self.zeros[i]),
-                median=histograms.median(q),
-                histograms=[histograms.standard_histogram(q, cum, m.min[i], m.max[i], options.num_histogram_buckets),
-                            histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
+                median=tfdv_histograms.median(q),
+                histograms=[
+                    tfdv_histograms.standard_histogram(q, cum, m.min[i], m.max[i], options.num_histogram_buckets),
+                    tfdv_histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
         return out
 
     def quantiles(self, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +301,7 @@ class StatsAccumulator:
         """TFDV's num_values_histogram of a channel: quantiles of its values per sample."""
         buckets = self.options.num_values_histogram_buckets
         q, cum = self.lengths.quantiles(buckets)
-        return histograms.quantiles_histogram(q[0] * per_step, cum[0], buckets)
+        return tfdv_histograms.quantiles_histogram(q[0] * per_step, cum[0], buckets)
 
 
 class FeatureStatsFn(beam.CombineFn):

@@ -20,7 +20,7 @@ _DPI = 90
 
 
 @dataclasses.dataclass(frozen=True)
-class Bars:
+class BinnedCounts:
     """A histogram to draw: bucket edges [k + 1] and counts [k]."""
 
     edges: np.ndarray
@@ -48,7 +48,7 @@ def _figure(width: float, height: float) -> tuple[Figure, object]:
     return fig, ax
 
 
-def overlaid_histograms(title: str, splits: dict[str, Bars], flagged: bool) -> str:
+def overlaid_histograms(title: str, splits: dict[str, BinnedCounts], flagged: bool) -> str:
     """Train and eval value histograms of one feature on one axis (densities).
 
     Drawn once per plotted channel on every run, so kept cheap (~35 ms instead of ~75 ms
@@ -67,7 +67,7 @@ def overlaid_histograms(title: str, splits: dict[str, Bars], flagged: bool) -> s
     return _data_uri(fig, tight=False)
 
 
-def length_histograms(splits: dict[str, Bars], max_length: int) -> str:
+def length_histograms(splits: dict[str, BinnedCounts], max_length: int) -> str:
     """Sample lengths per split (fractions of each split's samples), max_length marked."""
     fig, ax = _figure(6.0, 2.6)
     for split, bars in splits.items():

@@ -14,10 +14,13 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import buckets, drift, feature_stats, report, reports
 from beam_pipeline.errors import RunFailedError
-from beam_pipeline.plan import FileTask
-from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport, ValueStats
+from beam_pipeline.finalize import records
+from beam_pipeline.finalize.records import FileReport, QuarantineRecord, ShardReport, ValueStats
+from beam_pipeline.planning import length_buckets
+from beam_pipeline.planning.plan import FileTask
+from beam_pipeline.report import page
+from beam_pipeline.statistics import drift, feature_stats
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 
@@ -120,11 +123,11 @@ def build_manifest(output_dir: str, spec: DatasetSpec, matched: dict[str, list[F
     }
 
 
-def _written_lengths(shards: list[ShardReport]) -> buckets.Histogram:
+def _written_lengths(shards: list[ShardReport]) -> length_buckets.LengthCounts:
     counts: collections.Counter = collections.Counter()
     for shard in shards:
         counts.update({length: count for length, count in shard.lengths})
-    return buckets.Histogram.from_counts(counts)
+    return length_buckets.LengthCounts.from_counts(counts)
 
 
 def _buckets_summary(spec: DatasetSpec, splits: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -140,12 +143,12 @@ def _buckets_summary(spec: DatasetSpec, splits: dict[str, dict[str, Any]]) -> di
     return {"bounds": list(spec.length_buckets), "splits": per_split}
 
 
-def _padding(spec: DatasetSpec, histograms: dict[str, buckets.Histogram]) -> dict[str, Any]:
+def _padding(spec: DatasetSpec, histograms: dict[str, length_buckets.LengthCounts]) -> dict[str, Any]:
     """Per split: valid and stored values, the padding fraction, and what the fraction would
     be with 1, 2, 4 and 8 buckets chosen from the training lengths (to see what buckets buy)."""
     train = histograms[outputs.TRAIN]
-    what_if = {n: buckets.optimal_bounds(train, spec.max_length, n) for n in buckets.WHAT_IF}
-    return {split: buckets.padding_figures(hist, spec.step_size, spec.bucket_bounds, what_if)
+    what_if = {n: length_buckets.optimal_bounds(train, spec.max_length, n) for n in length_buckets.WHAT_IF}
+    return {split: length_buckets.padding_figures(hist, spec.step_size, spec.bucket_bounds, what_if)
             for split, hist in histograms.items()}
 
 
@@ -185,7 +188,7 @@ def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask
     Raises:
       RunFailedError: too much bad input (the manifest is written, _SUCCESS is not).
     """
-    steps = reports.read_reports(output_dir)
+    steps = records.read_reports(output_dir)
     quarantine = sorted((r for r in steps if isinstance(r, QuarantineRecord)),
                         key=lambda q: (q.split, q.file, q.sample_index is not None, q.sample_index or 0, q.reason))
     write_text(FileSystems.join(output_dir, outputs.QUARANTINE_DIR, outputs.QUARANTINE_FILE),
@@ -195,7 +198,7 @@ def publish(output_dir: str, spec: DatasetSpec, matched: dict[str, list[FileTask
     # Seconds per phase (None: not seen by the launcher, on runners whose workers are elsewhere).
     m["timings"] = {k: (round(v, 2) if v is not None else None) for k, v in timings.items()}
     write_text(FileSystems.join(output_dir, outputs.MANIFEST), json.dumps(m, indent=2) + "\n")
-    report.write_report(output_dir)
+    page.write_report(output_dir)
     FileSystems.delete([FileSystems.join(output_dir, outputs.WORK_DIR)])
     _check_bad_fraction(m, max_bad_fraction)
     write_text(FileSystems.join(output_dir, outputs.SUCCESS), "")

@@ -73,7 +73,7 @@ def standard_histogram(quantiles: np.ndarray, cumulative: np.ndarray, minimum: f
     return _proto(Histogram.STANDARD, edges[:-1], edges[1:], np.diff(at_edges))
 
 
-def buckets(histogram: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bins(histogram: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A histogram's (low, high, count) arrays."""
     rows = np.array([(b.low_value, b.high_value, b.sample_count) for b in histogram.buckets],
                     dtype=np.float64).reshape(-1, 3)

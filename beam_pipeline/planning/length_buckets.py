@@ -24,24 +24,21 @@ WHAT_IF = (1, 2, 4, 8)
 
 
 @dataclasses.dataclass(frozen=True)
-class Histogram:
+class LengthCounts:
     """How many samples have each length: distinct lengths, ascending, and their counts."""
 
     lengths: np.ndarray   # int64 [m]
     counts: np.ndarray    # int64 [m]
 
     @classmethod
-    def of(cls, lengths: np.ndarray) -> Histogram:
+    def of(cls, lengths: np.ndarray) -> LengthCounts:
         values, counts = np.unique(np.asarray(lengths, dtype=np.int64), return_counts=True)
         return cls(values, counts.astype(np.int64))
 
     @classmethod
-    def from_counts(cls, counts: dict[int, int]) -> Histogram:
+    def from_counts(cls, counts: dict[int, int]) -> LengthCounts:
         keys = sorted(k for k, v in counts.items() if v)
         return cls(np.array(keys, dtype=np.int64), np.array([counts[k] for k in keys], dtype=np.int64))
-
-    def to_counts(self) -> dict[int, int]:
-        return dict(zip(self.lengths.tolist(), self.counts.tolist()))
 
     @property
     def steps(self) -> int:
@@ -61,7 +58,7 @@ def assign(lengths: np.ndarray, bounds: tuple[int, ...]) -> np.ndarray:
     return np.minimum(index, len(bounds) - 1)
 
 
-def _candidates(hist: Histogram, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(hist: LengthCounts, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Possible bounds (ascending, the last max_length) and the samples each would be the
     smallest bound for. Beyond _MAX_CANDIDATES distinct lengths, neighbours are merged into
     the largest of them (their samples could not use a smaller bound anyway)."""
@@ -79,7 +76,7 @@ def _candidates(hist: Histogram, max_length: int) -> tuple[np.ndarray, np.ndarra
 _MAX_CANDIDATES = 1024
 
 
-def optimal_bounds(hist: Histogram, max_length: int, n: int) -> tuple[int, ...]:
+def optimal_bounds(hist: LengthCounts, max_length: int, n: int) -> tuple[int, ...]:
     """The at most n bounds (the largest max_length) that minimize the stored steps of `hist`.
 
     Dynamic program over the candidate bounds L_0 < ... < L_{m-1} (see _candidates):
@@ -107,7 +104,7 @@ def optimal_bounds(hist: Histogram, max_length: int, n: int) -> tuple[int, ...]:
     return tuple(int(lengths[i]) for i in sorted(bounds))
 
 
-def auto_bounds(hist: Histogram, max_length: int) -> tuple[int, ...]:
+def auto_bounds(hist: LengthCounts, max_length: int) -> tuple[int, ...]:
     """Adds buckets while each new one saves at least AUTO_MIN_SAVING of the stored size
     (measured: 5 buckets on a heavy-tailed length distribution, 3 on a uniform one)."""
     bounds = (max_length,)
@@ -125,7 +122,7 @@ def explicit_bounds(values: list[int], max_length: int) -> tuple[int, ...]:
     return tuple(sorted({v for v in values if 0 < v < max_length} | {max_length}))
 
 
-def padding_figures(hist: Histogram, step_size: int, bounds: tuple[int, ...],
+def padding_figures(hist: LengthCounts, step_size: int, bounds: tuple[int, ...],
                     what_if: dict[int, tuple[int, ...]]) -> dict:
     """Valid and stored values and the padding fraction; and the fraction with other bounds."""
 

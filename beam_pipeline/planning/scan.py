@@ -19,9 +19,10 @@ import posixpath
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import errors, layouts, progress, reader
+from beam_pipeline import errors, progress
 from beam_pipeline.errors import UsageError
-from beam_pipeline.plan import FileTask
+from beam_pipeline.planning.plan import FileTask
+from beam_pipeline.reading import layouts, reader
 from transforms.features import DatasetSpec
 
 _SCAN_THREADS = 16

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from beam_pipeline import histograms
-from beam_pipeline.feature_stats import feature_name
+from beam_pipeline.statistics import tfdv_histograms
+from beam_pipeline.statistics.feature_stats import feature_name
 
 JSD = "jensen_shannon_divergence"
 L_INFINITY = "l_infinity"
@@ -83,13 +83,13 @@ class DriftReport:
 def _cumulative(histogram: statistics_pb2.Histogram) -> tuple[np.ndarray, np.ndarray]:
     """A QUANTILES histogram's boundaries and the count at or below each (0 at the minimum:
     TFDV puts the minimum's count in the first bucket)."""
-    low, high, count = histograms.buckets(histogram)
+    low, high, count = tfdv_histograms.bins(histogram)
     return np.concatenate([low[:1], high]), np.concatenate([[0.0], np.cumsum(count)])
 
 
 def _bin_counts(quantiles: np.ndarray, cumulative: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts in (-inf, e0], (e0, e1], ..., (e_last, inf) from a split's quantiles."""
-    at_edges = histograms.cdf(quantiles, cumulative, edges)
+    at_edges = tfdv_histograms.cdf(quantiles, cumulative, edges)
     return np.diff(at_edges, prepend=0.0, append=cumulative[-1])
 
 
@@ -141,8 +141,8 @@ def _compare_feature(name: str, a: statistics_pb2.FeatureNameStatistics, b: stat
     if a.HasField("string_stats") and b.HasField("string_stats"):
         distance, label = l_infinity(a.string_stats.rank_histogram, b.string_stats.rank_histogram)
         return FeatureDrift(name, L_INFINITY, distance, l_inf_threshold, distance > l_inf_threshold, label)
-    ha = histograms.find(a.num_stats, statistics_pb2.Histogram.QUANTILES)
-    hb = histograms.find(b.num_stats, statistics_pb2.Histogram.QUANTILES)
+    ha = tfdv_histograms.find(a.num_stats, statistics_pb2.Histogram.QUANTILES)
+    hb = tfdv_histograms.find(b.num_stats, statistics_pb2.Histogram.QUANTILES)
     if ha is None or hb is None or not ha.buckets or not hb.buckets:
         return None
     distance = jensen_shannon(ha, hb)

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from beam_pipeline import errors
-from beam_pipeline.layouts import FilePlan
+from beam_pipeline.reading.layouts import FilePlan
 from transforms.features import DatasetSpec
 
 

@@ -13,9 +13,10 @@ import hashlib
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import errors, layouts, npy_io, samples
-from beam_pipeline.plan import FileTask, input_bytes
-from beam_pipeline.reports import FileReport, QuarantineRecord
+from beam_pipeline import errors
+from beam_pipeline.finalize.records import FileReport, QuarantineRecord
+from beam_pipeline.planning.plan import FileTask, input_bytes
+from beam_pipeline.reading import layouts, npy_io, samples
 from transforms.features import DatasetSpec
 
 

@@ -21,10 +21,15 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline import buckets, errors, feature_stats, layouts, progress, reader, reports, tfrecord
-from beam_pipeline.plan import ShardTask
-from beam_pipeline.reports import FileReport, QuarantineRecord, ShardReport
-from beam_pipeline.samples import Pool, SampleBatch, concat_batches
+from beam_pipeline import errors, progress
+from beam_pipeline.finalize import records
+from beam_pipeline.finalize.records import FileReport, QuarantineRecord, ShardReport
+from beam_pipeline.passes import tfrecord
+from beam_pipeline.planning import length_buckets
+from beam_pipeline.planning.plan import ShardTask
+from beam_pipeline.reading import layouts, reader
+from beam_pipeline.reading.samples import Pool, SampleBatch, concat_batches
+from beam_pipeline.statistics import feature_stats
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 
@@ -97,7 +102,7 @@ class WriteShardFn(beam.DoFn):
         if not known.all():   # indexing copies the whole padded batch: only when needed
             out = {k: v[known] for k, v in out.items()}
         bounds = self._spec.bucket_bounds
-        bucket = buckets.assign(out[features.LENGTH], bounds)
+        bucket = length_buckets.assign(out[features.LENGTH], bounds)
         for b, sink in enumerate(sinks):
             # x is padded to max_length by the graph; a bucket keeps its first `bound` steps
             # (zeros after each sample's length, as the graph padded them).
@@ -152,7 +157,7 @@ class WriteShardFn(beam.DoFn):
             self._written.inc(report.written)
             self._refused.inc(report.quarantined)
             found += [report, *quarantine]
-        reports.write_reports(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found)
+        records.write_reports(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found)
         if stats is not None:
             feature_stats.write_partial(self._output_dir, f"{shard.split}-{shard.index:05d}", shard.split, stats)
 

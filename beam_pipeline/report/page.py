@@ -22,9 +22,10 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from beam_pipeline import drift, feature_stats, histograms, report_plots
-from beam_pipeline.report_html import NOT_RECORDED, esc, flag, fmt, img, more, not_recorded, page, table
-from beam_pipeline.report_plots import Bars
+from beam_pipeline.report import plots
+from beam_pipeline.report.html import NOT_RECORDED, esc, flag, fmt, img, more, not_recorded, page, table
+from beam_pipeline.report.plots import BinnedCounts
+from beam_pipeline.statistics import drift, feature_stats, tfdv_histograms
 from transforms import features
 from transforms.outputs import DATA_DIR, MANIFEST, QUARANTINE_DIR, QUARANTINE_FILE, REPORT, SPLITS
 
@@ -192,14 +193,14 @@ def _timings(timings: dict | None) -> str:
     return "<h3>Timings per phase (s)</h3>" + table(["phase", "seconds"], rows)
 
 
-def _standard_bars(stats: statistics_pb2.FeatureNameStatistics | None) -> Bars | None:
+def _standard_bars(stats: statistics_pb2.FeatureNameStatistics | None) -> BinnedCounts | None:
     if stats is None:
         return None
-    histogram = histograms.find(stats.num_stats, statistics_pb2.Histogram.STANDARD)
+    histogram = tfdv_histograms.find(stats.num_stats, statistics_pb2.Histogram.STANDARD)
     if histogram is None or not histogram.buckets:
         return None
-    low, high, counts = histograms.buckets(histogram)
-    return Bars(np.concatenate([low[:1], high]), counts)
+    low, high, counts = tfdv_histograms.bins(histogram)
+    return BinnedCounts(np.concatenate([low[:1], high]), counts)
 
 
 def _feature(run: RunOutputs, split: str, name: str) -> statistics_pb2.FeatureNameStatistics | None:
@@ -243,15 +244,15 @@ def _channel_plots(run: RunOutputs, names: list[str], splits: list[str]) -> str:
         return (not (d and d.drifted), -(d.distance if d and d.drifted else 0.0), indexed[0])
 
     shown = [name for _, name in sorted(enumerate(names), key=order)[:MAX_CHANNEL_PLOTS]]
-    plots = []
+    figures = []
     for name in shown:
         bars = {s: b for s in splits if (b := _standard_bars(_feature(run, s, name))) is not None}
         d = run.drift.get(name) if run.drift else None
         title = name + (f"  JSD {d.distance:.3g}" + ("  DRIFT" if d.drifted else "") if d else "")
-        plots.append(img(report_plots.overlaid_histograms(title, bars, bool(d and d.drifted)), f"histogram of {name}"))
+        figures.append(img(plots.overlaid_histograms(title, bars, bool(d and d.drifted)), f"histogram of {name}"))
     note = (f"<p class='muted'>Plotted: {len(shown)} of {len(names)} channels (flagged first).</p>"
             if len(shown) < len(names) else "")
-    return "<h3>Value histograms, train and eval overlaid</h3>" + note + f"<div class='plots'>{''.join(plots)}</div>"
+    return "<h3>Value histograms, train and eval overlaid</h3>" + note + f"<div class='plots'>{''.join(figures)}</div>"
 
 
 def _per_element(run: RunOutputs) -> str:
@@ -264,7 +265,7 @@ def _per_element(run: RunOutputs) -> str:
     rows = [[name] + [float(f(v)) for f in (np.min, np.median, np.max)] for name, v in (("mean", mean), ("std", std))]
     return ("<h3>Per-element statistics (train, used for normalization)</h3>"
             + table(["statistic", "min over elements", "median", "max"], rows)
-            + img(report_plots.element_maps(mean.reshape(len(mean), -1), std.reshape(len(std), -1)),
+            + img(plots.element_maps(mean.reshape(len(mean), -1), std.reshape(len(std), -1)),
                   "per-element mean and std"))
 
 
@@ -274,7 +275,7 @@ def _lengths(run: RunOutputs) -> str:
     max_length = m.get("max_length")
     bars = {s: b for s in SPLITS if (b := _standard_bars(_feature(run, s, features.LENGTH))) is not None}
     if bars and max_length:
-        parts.append(img(report_plots.length_histograms(bars, int(max_length)), "length histograms"))
+        parts.append(img(plots.length_histograms(bars, int(max_length)), "length histograms"))
     else:
         parts.append(not_recorded("Length histograms"))
     padding, splits = m.get("padding") or {}, m.get("splits") or {}
@@ -329,7 +330,7 @@ def _labels(run: RunOutputs) -> str:
     shown = classes[:MAX_CLASSES]
     d = run.drift.get(features.LABEL) if run.drift else None
     rows = [[class_id(c), c, *(split_counts.get(c, 0) for split_counts in counts.values())] for c in shown]
-    fractions = report_plots.label_fractions(shown, {s: [c.get(k, 0) for k in shown] for s, c in counts.items()})
+    fractions = plots.label_fractions(shown, {s: [c.get(k, 0) for k in shown] for s, c in counts.items()})
     parts = [header, img(fractions, "samples per class"),
              table(["id", "name", *(f"{s} samples" for s in counts)], rows)]
     parts.append(more(len(classes), MAX_CLASSES, "classes (see stats/*.pb)"))
@@ -384,6 +385,3 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as e:
         parser.error(str(e))
 
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,8 @@ import re
 
 import numpy as np
 
-from beam_pipeline import errors, npy_io
+from beam_pipeline import errors
+from beam_pipeline.reading import npy_io
 
 LAYOUTS = ("auto", "dense", "ragged", "per_key", "per_file")
 # Numeric kinds accepted as sample values: bool, signed/unsigned ints, floats.

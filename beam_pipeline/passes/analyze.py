@@ -21,10 +21,11 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
-from beam_pipeline import feature_stats, reports
-from beam_pipeline.moments import Moments
-from beam_pipeline.reports import ValueStats
-from beam_pipeline.samples import SampleBatch
+from beam_pipeline.finalize import records
+from beam_pipeline.finalize.records import ValueStats
+from beam_pipeline.reading.samples import SampleBatch
+from beam_pipeline.statistics import feature_stats
+from beam_pipeline.statistics.moments import Moments
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 from transforms.outputs import WORK_DIR
@@ -197,7 +198,7 @@ class _AnalyzerOutputs(beam.DoFn):
         self._output_dir = output_dir
 
     def process(self, summary: tuple[Moments, _Summary]):
-        reports.write_reports(self._output_dir, "statistics", [_value_stats(summary, self._spec)])
+        records.write_reports(self._output_dir, "statistics", [_value_stats(summary, self._spec)])
         m, s = summary
         feature_stats.write_partial(self._output_dir, "train", outputs.TRAIN, s.stats)
         int_labels = [k for k in s.labels if not isinstance(k, bytes)]
