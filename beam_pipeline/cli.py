@@ -20,7 +20,6 @@ import logging
 import os
 import sys
 import time
-from typing import Any
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
 from cli_support import console
 from transforms import features, outputs
+from transforms.manifest import Manifest
 
 # Beam and TensorFlow load inside the functions that need them: --help and flag errors stay instant.
 
@@ -133,17 +133,19 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def _in_process(beam_args: list[str]) -> bool:
     """Whether the job runs on the CLI's in-process runner (no --runner given)."""
-    return not any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    return PipelineOptions(beam_args).view_as(StandardOptions).runner is None
 
 
 def _workers_are_threads(beam_args: list[str]) -> bool:
     """Whether the job's workers are threads of this process, whose progress the display sees:
     the in-process runner, unless --direct_running_mode multi_processing puts them in
     processes of their own (then the launcher reports the job's state, as for remote runners)."""
-    pairs = zip(beam_args, [*beam_args[1:], ""])
-    multi_processing = any(a == "--direct_running_mode=multi_processing"
-                           or (a == "--direct_running_mode" and b == "multi_processing") for a, b in pairs)
-    return _in_process(beam_args) and not multi_processing
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    mode = PipelineOptions(beam_args).view_as(DirectOptions).direct_running_mode
+    return _in_process(beam_args) and mode != "multi_processing"
 
 
 def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
@@ -253,18 +255,22 @@ def _new_pipeline(beam_args: list[str]):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    options = PipelineOptions(beam_args)
     if not _in_process(beam_args):
-        return beam.Pipeline(options=PipelineOptions(beam_args))
+        return beam.Pipeline(options=options)
+    from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     # Both cores by default: one bundle thread per core (NumPy, TensorFlow and file I/O
     # release the GIL). The outputs do not depend on it (see plan.py and analyze.py).
-    defaults = []
-    if not any(a.startswith("--direct_num_workers") for a in beam_args):
-        defaults += ["--direct_num_workers", str(len(os.sched_getaffinity(0)))]
-    if not any(a.startswith("--direct_running_mode") for a in beam_args):
-        defaults += ["--direct_running_mode", "multi_threading"]
-    return beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(defaults + beam_args))
+    # Beam's defaults are 1 worker and "in_memory"; a flag the user gave wins.
+    given = set(options.get_all_options(drop_default=True))
+    direct = options.view_as(DirectOptions)
+    if "direct_num_workers" not in given:
+        direct.direct_num_workers = len(os.sched_getaffinity(0))
+    if "direct_running_mode" not in given:
+        direct.direct_running_mode = "multi_threading"
+    return beam.Pipeline(runner=FnApiRunner(), options=options)
 
 
 def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.DatasetSpec, work: plan.Plan,
@@ -303,13 +309,13 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     return True
 
 
-def _summary_line(m: dict[str, Any], output_dir: str) -> str:
+def _summary_line(m: Manifest, output_dir: str) -> str:
     parts = []
-    for split, s in m["splits"].items():
-        parts.append(f"{split}: {s['examples_written']}/{s['examples_read']} examples written, "
-                     f"{s['examples_quarantined']} quarantined, {s['examples_truncated']} truncated, "
-                     f"{s['files_quarantined']}/{s['files_matched']} files quarantined, {len(s['shards'])} shards")
-    return "; ".join(parts) + f". Output: {output_dir} (manifest.json)"
+    for split, s in m.splits.items():
+        parts.append(f"{split}: {s.examples_written}/{s.examples_read} examples written, "
+                     f"{s.examples_quarantined} quarantined, {s.examples_truncated} truncated, "
+                     f"{s.files_quarantined}/{s.files_matched} files quarantined, {len(s.shards)} shards")
+    return "; ".join(parts) + f". Output: {output_dir} ({outputs.MANIFEST})"
 
 
 def _totals(tasks: list[plan.FileTask], samples: dict[str, int]):
@@ -318,8 +324,8 @@ def _totals(tasks: list[plan.FileTask], samples: dict[str, int]):
     return progress.Totals(len(tasks), sum(plan.input_bytes(t, samples.get(t.path, 0)) for t in tasks))
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the whole job and returns the manifest ({} for a dry run).
+def run(argv: list[str] | None = None) -> Manifest | None:
+    """Runs the whole job and returns the manifest (None for a dry run).
 
     Raises:
       UsageError: bad flags, empty globs, or a completed output without --overwrite.
@@ -345,14 +351,14 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
                   flush=True)
         if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
-            return {}
+            return None
         job_seconds = time.monotonic() - job_started
-    from beam_pipeline.finalize import manifest_builder
+    from beam_pipeline.finalize import finalize
 
-    publish_started = time.monotonic()
     timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
-               "job": job_seconds, "total": publish_started - started}
-    m = manifest_builder.publish(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction, timings)
+               "job": job_seconds, "total": time.monotonic() - started}
+    run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
+    m = finalize.finalize_run(run_info, timings)
     print(_summary_line(m, args.output_dir), flush=True)
     return m
 
@@ -383,5 +389,4 @@ def main(argv: list[str] | None = None) -> None:
     verbose, _ = console.verbosity_parser(quiet=True).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
     _keep_freed_memory()
-    console.run_main(run, argv, usage_errors=(UsageError,), failures=(RunFailedError,),
-                     interrupted="interrupted", crashed="the pipeline failed")
+    console.run_main(run, argv, interrupted="interrupted", crashed="the pipeline failed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cli_support.errors import RunFailedError, UsageError  # noqa: F401 - the pipeline's errors, in one place
+
 # Machine-readable reason codes, written into quarantine records. Documented in README.md.
 UNREADABLE = "unreadable"          # the file could not be opened or read (permissions, I/O)
 CORRUPT = "corrupt"                # not a valid .npy/.npz/.npy.gz, bad zip/gzip, CRC mismatch
@@ -49,11 +51,3 @@ def as_bad_input(e: Exception) -> BadInputError:
     if isinstance(e, BadInputError):
         return e
     return BadInputError(CORRUPT, f"cannot parse the file ({type(e).__name__}: {e})")
-
-
-class UsageError(Exception):
-    """A problem with the run as a whole (flags, empty glob, no usable data): one line, exit 2."""
-
-
-class RunFailedError(Exception):
-    """The pipeline ran but its result must not be used (e.g. too much bad input): exit 1."""

@@ -109,7 +109,7 @@ def dataset(split, training):
                                       [batch] * len(bounds), drop_remainder=training, pad_to_bucket_boundary=False)
     return ds.prefetch(tf.data.AUTOTUNE)
 
-train_n = info.manifest["splits"]["train"]["examples_written"]
+train_n = info.manifest.splits["train"].examples_written
 rate = data.measure_throughput(dataset("train", True), 50, buckets=len(bounds))  # as the trainer measures
 keras.utils.set_random_seed(0)
 net = model.build_model(info, width)

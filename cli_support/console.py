@@ -22,6 +22,8 @@ import threading
 import traceback
 from collections.abc import Callable
 
+from cli_support.errors import RunFailedError, UsageError
+
 # Lines of TensorFlow's C++ start-up that say nothing a user can act on.
 _NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -98,11 +100,10 @@ def _restore_stderr() -> None:
     _state.pop("thread").join(timeout=5)
 
 
-def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None,
-             usage_errors: tuple[type[BaseException], ...], failures: tuple[type[BaseException], ...],
-             interrupted: str, crashed: str) -> None:
-    """Runs a CLI's `run(argv)` and exits with a status that reflects it: 0 success, 1 failure,
-    2 usage error (`usage_errors`, and argparse's), 130 interrupted.
+def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, interrupted: str,
+             crashed: str) -> None:
+    """Runs a CLI's `run(argv)` and exits with a status that reflects it: 0 success, 1 failure
+    (RunFailedError), 2 usage error (UsageError, and argparse's), 130 interrupted.
 
     After a tf.Transform pipeline, this stack's interpreter often segfaults while tearing
     down protobuf objects (exit 139 after a complete, correct run). Once the outputs are
@@ -112,8 +113,6 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None,
     Args:
       run: the CLI's run function.
       argv: its arguments (None: sys.argv).
-      usage_errors: exceptions that mean the user asked for something impossible: one line, exit 2.
-      failures: exceptions that mean the run failed for a known reason: one line, exit 1.
       interrupted: what to say on Ctrl-C.
       crashed: what to say before any other exception (its traceback is printed first).
     """
@@ -121,10 +120,10 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None,
     try:
         run(argv)
         code = 0
-    except usage_errors as e:
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
-    except failures as e:
+    except RunFailedError as e:
         print(f"error: {e}", file=sys.stderr)
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
         code = e.code if isinstance(e.code, int) else 2

@@ -6,7 +6,7 @@ import numpy as np
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_pipeline.finalize import records
+from beam_pipeline.finalize import scratch
 from beam_pipeline.passes.analyze import SummarizeTrainingSplit
 from transforms.features import DatasetSpec
 
@@ -41,7 +41,7 @@ def test_outputs_and_report_equal_a_float64_reference(tmp_path):
             assert_that(outputs[i], _close_to(want), label=f"statistic{i}")
         assert_that(outputs[4] | beam.Map(int), equal_to([int(labels.max())]), label="largest_label")
 
-    [stats] = records.read_reports(str(tmp_path))
+    [stats] = scratch.read_records(str(tmp_path))
     np.testing.assert_allclose(stats.mean, values.mean(0), rtol=1e-12)
     np.testing.assert_allclose(stats.std, values.std(0), rtol=1e-10)
     np.testing.assert_array_equal(stats.min, values.min(0))

@@ -22,6 +22,15 @@ from beam_pipeline.statistics import drift, feature_stats
 from beam_pipeline.statistics.feature_stats import StatsAccumulator
 from tests.support.helpers import manifest, run_ok
 from transforms.features import DatasetSpec
+from transforms.manifest import (
+    Manifest,
+    Padding,
+    QuarantineSummary,
+    Shard,
+    SplitSummary,
+    Statistics,
+    ValueStatistics,
+)
 
 # A file name that is also markup: it must reach the page as text.
 HOSTILE = 'train-<img src=x onerror="alert(1)">&amp.npz'
@@ -138,15 +147,26 @@ def test_page_references_nothing_outside_itself(sample_run):
     assert csp == ["default-src 'none'; img-src data:; style-src 'unsafe-inline'"]
 
 
-def test_old_manifest_renders_sections_as_not_recorded(tmp_path):
+def test_version_1_manifest_renders_what_it_recorded(sample_run, tmp_path):
+    """A version 1 output (before shard lengths, buckets, padding, drift and timings): the
+    page shows what it has and says "not recorded" for the rest."""
     out = tmp_path / "old"
-    out.mkdir()
-    (out / "manifest.json").write_text(json.dumps({"format_version": 1, "max_length": 7}))
+    shutil.copytree(sample_run, out)
+    m = manifest(str(out))
+    for field in ("length_buckets", "padding", "drift", "timings"):
+        del m[field]
+    for split in m["splits"].values():
+        for shard in split["shards"]:
+            del shard["length"]
+    m["format_version"] = 1
+    (out / "manifest.json").write_text(json.dumps(m))
+    for stats in glob.glob(str(out / "stats" / "*")):
+        os.remove(stats)
     text = page(os.path.dirname(report_page.write_report(str(out))))
-    for section in ("Command", "Counts per split", "Timings per phase", "Per-channel statistics (stats/*.pb)",
-                    "Length histograms", "Label counts", "Quarantine file"):
+    for section in ("Timings per phase", "Per-channel statistics (stats/*.pb)", "Length histograms"):
         assert f"{section}: not recorded" in text
-    assert "drift: not recorded" in text
+    assert "drift: not recorded" in text and "Length buckets: not recorded" in text
+    assert "<h3>Counts per split</h3>" in text and "Command: <code>python -m beam_pipeline --input" in text
 
 
 def test_missing_manifest_is_a_usage_error(tmp_path, capsys):
@@ -172,14 +192,16 @@ def synthetic_run(out: str, channels: int, shifted: int, quarantined: int, per_e
         acc.add(batch)
         stats[split] = acc.to_proto()
         feature_stats.write_stats(feature_stats.stats_path(out, split), split, stats[split])
-    m = {"format_version": 1, "command": ["--input", "x"], "spec": spec.to_json(), "max_length": 8,
-         "label_vocabulary": ["cat", "dog"],
-         "statistics": {"x": {"mean": np.zeros((8, channels)).tolist(), "std": np.ones((8, channels)).tolist()}},
-         "timings": {"scan": 1.5, "analyze": 12.25, "write": 30.0, "job": 40.0, "total": 43.75},
-         "padding": {"train": {"valid_values": 900, "stored_values": 1000, "padding_fraction": 0.1}},
-         "drift": drift.compare(stats["train"], stats["eval"]).to_json(), "length_buckets": None}
+    x = ValueStatistics("element" if per_element else "channel", "zscore", np.zeros((8, channels)).tolist(),
+                        np.ones((8, channels)).tolist(), [], [], 3200)
+    counts = SplitSummary(1, 1, 0, 400, 400, 0, 0, (Shard("data/train-00000-of-00001.tfrecord", 400, 8),))
+    m = Manifest(created="", command=["--input", "x"], spec=spec, compression="none", max_length=8, num_classes=2,
+                 label_vocabulary=["cat", "dog"], features={}, statistics=Statistics(x, {}, 8),
+                 splits={"train": counts, "eval": counts}, quarantine=QuarantineSummary("", quarantined, {}),
+                 inputs=(), timings={"scan": 1.5, "analyze": 12.25, "write": 30.0, "job": 40.0, "total": 43.75},
+                 padding={"train": Padding(900, 1000, 0.1, {})}, drift=drift.compare(stats["train"], stats["eval"]))
     with open(os.path.join(out, "manifest.json"), "w") as f:
-        json.dump(m, f)
+        f.write(m.dumps())
     os.makedirs(os.path.join(out, "quarantine"))
     with open(os.path.join(out, "quarantine", "quarantine.jsonl"), "w") as f:
         for i in range(quarantined):

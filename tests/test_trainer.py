@@ -17,7 +17,7 @@ import tf_keras as keras
 
 from beam_pipeline.sample_data import write_dataset
 from tests.support.helpers import REPO, manifest, noise_lines, read_split, run_ok
-from trainer import data, export, model, train
+from trainer import data, export, model, outputs, train
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 
@@ -111,7 +111,7 @@ def test_the_sequence_model_learns_and_writes_every_output(trained_sequences):
     assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 256 // BATCH, [50])
     assert len(metrics["epoch_seconds"]) == 4 and sum(metrics["epoch_seconds"]) <= metrics["train_seconds"]
     assert (metrics["strategy"], metrics["num_replicas"]) == ("default", 1)  # "auto" on a CPU-only host
-    with open(os.path.join(model_dir, train.METRICS_FILE)) as f:
+    with open(os.path.join(model_dir, outputs.METRICS_FILE)) as f:
         assert json.load(f) == metrics
     assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
     assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "validation", "events.out.tfevents.*"))
@@ -248,7 +248,7 @@ def test_serving_raw_examples_matches_the_model_on_transformed_records(kind, req
 
     net, _ = _trained_model(data_dir, model_dir)
     want = tf.nn.softmax(net({"x": records["x"], "length": records["length"]})).numpy()
-    serve = tf.saved_model.load(os.path.join(model_dir, export.SERVING_DIR)).signatures[export.SIGNATURE]
+    serve = tf.saved_model.load(os.path.join(model_dir, outputs.SERVING_DIR)).signatures[export.SIGNATURE]
     got = serve(examples=tf.constant([_raw_example(s) for s in samples]))
     np.testing.assert_allclose(got["probabilities"].numpy(), want, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(got["class_id"].numpy(), want.argmax(-1))
@@ -262,7 +262,7 @@ def test_serving_raw_examples_matches_the_model_on_bucketed_records(sequences, b
     data_dir, npz_dir = bucketed_sequences
     net, info = _trained_model(data_dir, trained_bucketed[1])
     samples, _ = _raw_eval_samples(npz_dir)
-    serve = tf.saved_model.load(os.path.join(trained_bucketed[1], export.SERVING_DIR)).signatures[export.SIGNATURE]
+    serve = tf.saved_model.load(os.path.join(trained_bucketed[1], outputs.SERVING_DIR)).signatures[export.SIGNATURE]
     served = serve(examples=tf.constant([_raw_example(s) for s in samples]))["probabilities"].numpy()
     # Which sample a bucketed record holds: the unbucketed run's records are the samples, in order.
     plain = read_split(sequences[0], "eval")
@@ -296,7 +296,7 @@ _FRESH_PROCESS = textwrap.dedent("""
 @pytest.mark.parametrize("kind", ["sequences", "images"])
 def test_the_serving_model_loads_in_a_fresh_process_with_tensorflow_only(kind, request, tmp_path):
     data_dir, npz_dir = request.getfixturevalue(kind)
-    serving_dir = os.path.join(request.getfixturevalue(f"trained_{kind}")[1], export.SERVING_DIR)
+    serving_dir = os.path.join(request.getfixturevalue(f"trained_{kind}")[1], outputs.SERVING_DIR)
     requests = [_raw_example(s) for s in _raw_eval_samples(npz_dir)[0]]
     with tf.io.TFRecordWriter(str(tmp_path / "requests.tfrecord")) as writer:
         for r in requests:

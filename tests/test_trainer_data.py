@@ -62,12 +62,12 @@ def _in_storage_order(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_load_reads_everything_from_the_run(info):
-    assert info.x_shape == (info.manifest["max_length"], 8) and info.num_classes == 3
+    assert info.x_shape == (info.manifest.max_length, 8) and info.num_classes == 3
     assert not info.is_image
-    for split, summary in info.manifest["splits"].items():
+    for split, summary in info.manifest.splits.items():
         s = info.splits[split]
         assert len(s.files) == 2 and s.compression == "GZIP"
-        assert s.num_examples == summary["examples_written"] == (200 if split == "train" else 100)
+        assert s.num_examples == summary.examples_written == (200 if split == "train" else 100)
 
 
 def test_training_batches_have_a_fully_static_shape(info):
@@ -140,7 +140,7 @@ def test_an_incomplete_run_is_refused(info, tmp_path):
 def test_a_missing_shard_is_refused(info, tmp_path):
     copy = tmp_path / "out"
     shutil.copytree(info.data_dir, copy)
-    (copy / info.manifest["splits"]["train"]["shards"][1]["file"]).unlink()
+    (copy / info.manifest.splits["train"].shards[1].file).unlink()
     with pytest.raises(DataError, match="missing"):
         data.load(str(copy))
 
@@ -177,10 +177,10 @@ def test_shuffle_buffers_are_split_over_the_buckets_by_size(bucketed):
 
 def test_a_bucketed_run_is_read_as_one_bucket_per_padded_length(bucketed, info):
     assert bucketed.x_shape == info.x_shape == (50, 8)   # what serving and the transform say
-    declared = bucketed.manifest["length_buckets"]
-    assert tuple(declared["bounds"]) == (*BOUNDS, 50)
+    declared = bucketed.manifest.length_buckets
+    assert declared.bounds == (*BOUNDS, 50)
     for split, s in bucketed.splits.items():
-        want = [(b["length"], b["examples"]) for b in declared["splits"][split] if b["examples"]]
+        want = [(b.length, b.examples) for b in declared.splits[split] if b.examples]
         assert [(b.length, b.num_examples) for b in s.buckets] == want
         assert s.num_examples == info.splits[split].num_examples
         assert all(len(b.files) == 2 for b in s.buckets)

@@ -13,7 +13,7 @@ from typing import Any
 
 from cli_support import console
 from trainer import config as cfg
-from trainer.errors import TrainerError
+from trainer import outputs
 
 # TensorFlow loads inside run(), after the flags are parsed and the console is set up.
 
@@ -83,7 +83,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     metrics = train.train(config)
     summary = {k: metrics[k] for k in (data.TRAIN, data.EVAL, "input_examples_per_sec") if k in metrics}
     print(f"final metrics: {json.dumps(summary)} ({metrics['model']}, {metrics['epochs_run']} epochs run; "
-          f"written to {config.model_dir}/{train.METRICS_FILE})", flush=True)
+          f"written to {config.model_dir}/{outputs.METRICS_FILE})", flush=True)
     return metrics
 
 
@@ -92,6 +92,5 @@ def main(argv: list[str] | None = None) -> None:
     cli_support/console.py): 0 success, 1 failed, 2 usage error, 130 interrupted."""
     verbose, _ = console.verbosity_parser(quiet=False).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
-    console.run_main(run, argv, usage_errors=(TrainerError,), failures=(),
-                     interrupted="interrupted (start again with the same flags to resume from the last epoch)",
-                     crashed="training failed")
+    console.run_main(run, argv, crashed="training failed",
+                     interrupted="interrupted (start again with the same flags to resume from the last epoch)")

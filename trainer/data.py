@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import posixpath
 import time
@@ -46,6 +45,7 @@ from trainer.config import DEFAULT_BLOCKS_PER_BATCH, DEFAULT_CYCLE_LENGTH, DEFAU
 from trainer.errors import DataError
 from transforms import features, outputs
 from transforms.features import DatasetSpec
+from transforms.manifest import Manifest, ManifestVersionError, loads
 from transforms.outputs import EVAL, TRAIN
 
 Features = dict[str, tf.Tensor]
@@ -97,7 +97,7 @@ class DataInfo:
 
     Attributes:
       data_dir: the pipeline's output directory.
-      manifest: manifest.json, parsed.
+      manifest: manifest.json, typed.
       spec: the dataset spec the pipeline used (raw schema, shapes, normalization).
       num_classes: number of class ids (labels are 0..num_classes-1).
       feature_spec: parse spec of the transformed records, as tf.Transform states it: x is
@@ -107,7 +107,7 @@ class DataInfo:
     """
 
     data_dir: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     spec: DatasetSpec
     num_classes: int
     feature_spec: dict[str, tf.io.FixedLenFeature]
@@ -134,28 +134,26 @@ class DataInfo:
         return 4 * length * math.prod(self.x_shape[1:]) + outputs.RECORD_OVERHEAD
 
 
-def _split(data_dir: str, name: str, summary: dict[str, Any], compression: str, max_length: int,
-           fixed_shape: bool) -> Split:
-    shards = summary["shards"]
+def _split(data_dir: str, name: str, manifest: Manifest, fixed_shape: bool) -> Split:
+    shards, compression, max_length = manifest.splits[name].shards, manifest.compression, manifest.max_length
     if not shards:
         raise DataError(f"{data_dir}: the manifest lists no {name} shards")
     present = set(tf.io.gfile.glob(posixpath.join(data_dir, outputs.DATA_DIR,
                                                   f"{name}-*{outputs.shard_suffix(compression)}")))
-    missing = [s["file"] for s in shards if posixpath.join(data_dir, s["file"]) not in present]
+    missing = [s.file for s in shards if posixpath.join(data_dir, s.file) not in present]
     if missing:
         raise DataError(f"{data_dir}: {len(missing)} {name} shards in the manifest are missing, e.g. {missing[0]}")
-    # Manifests from before length buckets have no "length": every shard holds max_length.
-    lengths = sorted({int(s.get("length", max_length)) for s in shards})
+    lengths = sorted({manifest.shard_length(s) for s in shards})
     if lengths[0] < 1 or lengths[-1] > max_length or (fixed_shape and lengths != [max_length]):
         raise DataError(f"{data_dir}: {name} shards padded to {lengths}; expected lengths in 1..{max_length}"
                         f"{' (fixed-shape data has one length)' if fixed_shape else ''}")
     buckets = []
     for length in lengths:
         # Empty shards are left out: a training pipeline given only empty files would wait forever.
-        members = [s for s in shards if int(s.get("length", max_length)) == length and int(s["examples"])]
+        members = [s for s in shards if manifest.shard_length(s) == length and s.examples]
         if members:
-            buckets.append(Bucket(length, tuple(posixpath.join(data_dir, s["file"]) for s in members),
-                                  sum(int(s["examples"]) for s in members)))
+            buckets.append(Bucket(length, tuple(posixpath.join(data_dir, s.file) for s in members),
+                                  sum(s.examples for s in members)))
     return Split(tuple(buckets), "GZIP" if compression == "gzip" else "")
 
 
@@ -176,23 +174,25 @@ def load(data_dir: str) -> DataInfo:
         raise DataError(f"{data_dir} has no {outputs.SUCCESS}: the preprocessing run did not complete "
                         "(still running, failed, or this is not its --output_dir); rerun the pipeline")
     with tf.io.gfile.GFile(posixpath.join(data_dir, outputs.MANIFEST)) as f:
-        manifest = json.load(f)
+        try:
+            manifest = loads(f.read())
+        except ManifestVersionError as e:
+            raise DataError(f"{data_dir}: {e}") from None
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()
-    for name, declared in manifest["features"].items():
+    for name, declared in manifest.features.items():
         parsed = feature_spec.get(name)
-        if parsed is None or list(parsed.shape) != declared["shape"] or parsed.dtype.name != declared["dtype"]:
+        if parsed is None or tuple(parsed.shape) != declared.shape or parsed.dtype.name != declared.dtype:
             raise DataError(f"{data_dir}: feature {name!r} of the transform ({parsed}) disagrees with "
                             f"the manifest ({declared})")
-    spec = DatasetSpec.from_json(manifest["spec"])
-    splits = {name: _split(data_dir, name, summary, manifest["compression"], int(manifest["max_length"]),
-                           spec.per_element)
-              for name, summary in manifest["splits"].items() if name in (TRAIN, EVAL)}
+    spec = manifest.spec
+    splits = {name: _split(data_dir, name, manifest, spec.per_element) for name in manifest.splits
+              if name in (TRAIN, EVAL)}
     if TRAIN not in splits:
         raise DataError(f"{data_dir}: the manifest has no {TRAIN} split")
-    if manifest["num_classes"] < 2:
-        raise DataError(f"{data_dir}: {manifest['num_classes']} class(es) in the training data; need 2 or more")
-    return DataInfo(data_dir, manifest, spec, int(manifest["num_classes"]), feature_spec, splits, tft_output)
+    if manifest.num_classes < 2:
+        raise DataError(f"{data_dir}: {manifest.num_classes} class(es) in the training data; need 2 or more")
+    return DataInfo(data_dir, manifest, spec, manifest.num_classes, feature_spec, splits, tft_output)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Errors the user can fix: an unusable data directory or settings that do not fit the data."""
 
+from cli_support.errors import UsageError
 
-class TrainerError(Exception):
+
+class TrainerError(UsageError):
     """A problem with the trainer's input or flags (exit code 2), not a crash."""
 
 

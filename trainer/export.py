@@ -22,7 +22,6 @@ import tf_keras as keras
 from trainer.data import DataInfo
 from transforms import features
 
-SERVING_DIR = "serving"
 SIGNATURE = "serving_default"
 
 
@@ -46,7 +45,7 @@ class ServingModule(tf.Module):
         self.model = model
         # Tracked as an attribute: saved with the module, tables and assets included.
         self.tft_layer = info.tft_output.transform_features_layer()
-        vocabulary = info.manifest.get("label_vocabulary")
+        vocabulary = info.manifest.label_vocabulary
         self.class_names = tf.constant(vocabulary, tf.string) if vocabulary else None
         raw_spec = serving_feature_spec(info)
 

@@ -21,11 +21,10 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import augment, data, export, model, strategy
+from trainer import augment, data, export, model, outputs, strategy
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 
-METRICS_FILE = "metrics.json"
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
@@ -138,7 +137,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
                       verbose=config.progress)
     train_seconds = time.perf_counter() - start
 
-    serving_dir = export.export_serving(net, info, posixpath.join(model_dir, export.SERVING_DIR))
+    serving_dir = export.export_serving(net, info, posixpath.join(model_dir, outputs.SERVING_DIR))
     metrics = {
         **_final_metrics(net, history, [s for s in (data.TRAIN, data.EVAL) if s in info.splits],
                          evaluation),
@@ -158,6 +157,6 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         "data_dir": info.data_dir,
         "serving_dir": serving_dir,
     }
-    with tf.io.gfile.GFile(posixpath.join(model_dir, METRICS_FILE), "w") as f:
+    with tf.io.gfile.GFile(posixpath.join(model_dir, outputs.METRICS_FILE), "w") as f:
         f.write(json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -5,7 +5,7 @@ it; both import the names from here, so producer and consumer cannot drift apart
 imports: the pipeline's CLI checks the output directory before TensorFlow loads.
 
     _SUCCESS                  written last, only when everything else is complete
-    manifest.json             inputs, counts, shards, statistics (see beam_pipeline/finalize/manifest_builder.py)
+    manifest.json             inputs, counts, shards, statistics (typed: transforms/manifest.py)
     transform_fn/, transformed_metadata/   tf.Transform's own layout
     data/SPLIT-[LBBBBB-]IIIII-of-NNNNN.tfrecord[.gz]   the shards (LBBBBB: a length bucket)
     quarantine/quarantine.jsonl            refused files and samples

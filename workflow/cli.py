@@ -27,16 +27,15 @@ import tempfile
 import time
 from typing import Any
 
+from cli_support import console
+from cli_support.errors import RunFailedError, UsageError
+from trainer import outputs as model_outputs
 from workflow import publish, report, storage
 
 CACHED_STEPS = ("preprocess", "train")
 STEPS = ("fingerprint", "preprocess", "train", "validate", "publish")
 SUMMARY_FILE = "last_run.json"
 STAT_CACHE_FILE = "fingerprint-stat-cache.json"
-
-
-class UsageError(Exception):
-    """Bad flags or inputs: nothing was run."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +140,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if current is None:
         print("published model: none")
         return
-    where = storage.join(summary["publish_dir"], current["path"], publish.SERVING_DIR)
+    where = storage.join(summary["publish_dir"], current["path"], model_outputs.SERVING_DIR)
     print(f"published model: {where} (version {current['version']}; eval {json.dumps(current['metrics']['eval'])})")
     if not storage.is_remote(where):
-        print(f"  stable path: {os.path.join(summary['publish_dir'], publish.CURRENT_LINK, publish.SERVING_DIR)}")
+        print(f"  stable path: {os.path.join(summary['publish_dir'], publish.CURRENT_LINK, model_outputs.SERVING_DIR)}")
 
 
 def run_local(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,16 +192,16 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     return run_local(args)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: 0 done, 1 a step failed, 2 a usage error."""
-    try:
-        summary = run(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+def _run_or_fail(argv: list[str] | None) -> dict[str, Any]:
+    summary = run(argv)
     if summary.get("status") == "failed":
-        print(f"error: the workflow failed: {summary['error']}", file=sys.stderr)
-        sys.exit(1)
+        raise RunFailedError(f"the workflow failed: {summary['error']}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: 0 done, 1 a step failed, 2 a usage error, 130 interrupted."""
+    console.run_main(_run_or_fail, argv, interrupted="interrupted", crashed="the workflow crashed")
 
 
 if __name__ == "__main__":

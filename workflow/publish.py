@@ -26,15 +26,13 @@ import shutil
 import uuid
 from typing import Any
 
+from trainer.outputs import METRICS_FILE, SERVING_DIR
 from transforms import outputs
 from workflow import report, storage
 
 POINTER = "LATEST.json"
 CURRENT_LINK = "current"
 VERSIONS_DIR = "versions"
-SERVING_DIR = "serving"
-METRICS_FILE = "metrics.json"
-MANIFEST_FILE = outputs.MANIFEST
 RECORD_FILE = "publish.json"
 
 
@@ -91,7 +89,7 @@ def _version_name(model_uri: str) -> str:
 
 def _fill_version(folder: str, model_dir: str, dataset_dir: str, record: dict[str, Any]) -> None:
     storage.copy_tree(storage.join(model_dir, SERVING_DIR), storage.join(folder, SERVING_DIR))
-    for src, name in ((model_dir, METRICS_FILE), (dataset_dir, MANIFEST_FILE)):
+    for src, name in ((model_dir, METRICS_FILE), (dataset_dir, outputs.MANIFEST)):
         storage.write_json(storage.join(folder, name), storage.read_json(storage.join(src, name)))
     storage.copy_file(storage.join(dataset_dir, outputs.REPORT), storage.join(folder, outputs.REPORT))
     storage.write_json(storage.join(folder, RECORD_FILE), record)

@@ -18,6 +18,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from trainer import outputs as model_outputs
+from transforms import outputs
+from transforms.manifest import Manifest
 from workflow import fingerprint as fp
 from workflow import report, storage
 
@@ -79,9 +82,9 @@ def preprocess(input_globs: Sequence[str], eval_globs: Sequence[str], output_dir
     argv = [a for g in input_globs for a in ("--input", g)] + [a for g in eval_globs for a in ("--eval_input", g)]
     # --overwrite: a retried execution reuses its output directory.
     run_cli("beam_pipeline", [*argv, "--output_dir", output_dir, "--overwrite", *flags])
-    manifest = storage.read_json(storage.join(output_dir, "manifest.json"))
-    facts = {"key": key, "examples": {s: v["examples_written"] for s, v in manifest["splits"].items()},
-             "inputs": len(manifest["inputs"])}
+    manifest = Manifest.from_json(storage.read_json(storage.join(output_dir, outputs.MANIFEST)))
+    facts = {"key": key, "examples": {s: v.examples_written for s, v in manifest.splits.items()},
+             "inputs": len(manifest.inputs)}
     report.record("preprocess", output=output_dir, **facts)
     return facts
 
@@ -91,7 +94,7 @@ def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_arg
     """Trains into model_dir (a fresh directory per execution); returns its final metrics."""
     run_cli("trainer", ["--data_dir", data_dir, "--model_dir", model_dir, "--epochs", str(epochs),
                         "--batch_size", str(batch_size), *extra_args])
-    metrics = storage.read_json(storage.join(model_dir, "metrics.json"))
+    metrics = storage.read_json(storage.join(model_dir, model_outputs.METRICS_FILE))
     facts = {"key": key, "train": metrics["train"], "eval": metrics.get("eval")}
     report.record("train", output=model_dir, **facts)
     return facts

@@ -1,7 +1,7 @@
-"""What the pipeline's steps report to the launcher, as typed records.
+"""What the pipeline's steps report to the finalize step, as typed records.
 
-The steps write their reports as JSON lines into the output's work directory; once the
-job has finished, the launcher reads them back to build the manifest and the quarantine
+The steps write their records as JSON lines into the run's scratch space (finalize/scratch.py);
+once every shard is written, finalize reads them back to build the manifest and the quarantine
 file. Each record kind is a dataclass here, and `encode` / `decode` are the only places
 that know the JSON form, so producer and consumer share one schema. Steps write their own
 files (no sink transforms: each costs the in-process runner several stages).
@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
-
 from beam_pipeline.errors import BadInputError
-from transforms.outputs import WORK_DIR
-
-# Every file in the output's WORK_DIR/reports/ holds reports: one file per step that
-# reports (a shard, the statistics), named after it, so a retried step rewrites its own.
-_REPORTS_DIR = "reports"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,19 +126,3 @@ def decode(line: str) -> Any:
     if cls is FileReport and data["sample_range"] is not None:
         data["sample_range"] = tuple(data["sample_range"])
     return cls(**data)
-
-
-def write_reports(output_dir: str, name: str, records: Iterable[Any]) -> None:
-    """Writes a step's reports to WORK_DIR/reports/NAME.jsonl, replacing an earlier attempt's."""
-    with FileSystems.create(FileSystems.join(output_dir, WORK_DIR, _REPORTS_DIR, name + ".jsonl")) as f:
-        f.write("".join(encode(r) + "\n" for r in records).encode("utf-8"))
-
-
-def read_reports(output_dir: str) -> list[Any]:
-    """Every report the steps wrote."""
-    found = []
-    for result in FileSystems.match([FileSystems.join(output_dir, WORK_DIR, _REPORTS_DIR, "*.jsonl")]):
-        for meta in result.metadata_list:
-            with FileSystems.open(meta.path) as f:
-                found += [decode(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
-    return found

@@ -17,18 +17,16 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx_bsl.tfxio import tensor_adapter
 
-from beam_pipeline.finalize import records
+from beam_pipeline.finalize import scratch
 from beam_pipeline.finalize.records import ValueStats
 from beam_pipeline.reading.samples import SampleBatch
 from beam_pipeline.statistics import feature_stats
 from beam_pipeline.statistics.moments import Moments
 from transforms import features, outputs
 from transforms.features import DatasetSpec
-from transforms.outputs import WORK_DIR
 from transforms.preprocessing import make_preprocessing_fn
 
 
@@ -89,7 +87,7 @@ class AnalyzeSamples(beam.PTransform):
         spec, output_dir = self._spec, self._output_dir
         record_batches = batches | "ToRecordBatches" >> beam.Map(to_record_batch, spec)
         summarize = SummarizeTrainingSplit(spec, output_dir)
-        with tft_beam.Context(temp_dir=FileSystems.join(output_dir, WORK_DIR, "tft_tmp")):
+        with tft_beam.Context(temp_dir=scratch.tft_temp_dir(output_dir)):
             transform_fn = ((record_batches, tensor_adapter_config(spec))
                             | "Analyze" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(spec, summarize)))
         published = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(output_dir)
@@ -198,9 +196,9 @@ class _AnalyzerOutputs(beam.DoFn):
         self._output_dir = output_dir
 
     def process(self, summary: tuple[Moments, _Summary]):
-        records.write_reports(self._output_dir, "statistics", [_value_stats(summary, self._spec)])
         m, s = summary
-        feature_stats.write_partial(self._output_dir, "train", outputs.TRAIN, s.stats)
+        scratch.write_step(self._output_dir, "statistics", [_value_stats(summary, self._spec)],
+                           partial_stats=(outputs.TRAIN, s.stats))
         int_labels = [k for k in s.labels if not isinstance(k, bytes)]
         for name, value in zip(_OUTPUTS, (m.mean, m.variance, m.min, m.max, np.int64(max(int_labels, default=-1)))):
             yield beam.pvalue.TaggedOutput(name, value)

@@ -22,7 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import errors, progress
-from beam_pipeline.finalize import records
+from beam_pipeline.finalize import scratch
 from beam_pipeline.finalize.records import FileReport, QuarantineRecord, ShardReport
 from beam_pipeline.passes import tfrecord
 from beam_pipeline.planning import length_buckets
@@ -157,9 +157,8 @@ class WriteShardFn(beam.DoFn):
             self._written.inc(report.written)
             self._refused.inc(report.quarantined)
             found += [report, *quarantine]
-        records.write_reports(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found)
-        if stats is not None:
-            feature_stats.write_partial(self._output_dir, f"{shard.split}-{shard.index:05d}", shard.split, stats)
+        scratch.write_step(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found,
+                           partial_stats=(shard.split, stats) if stats is not None else None)
 
 
 class _ShardFile:

@@ -27,6 +27,7 @@ from beam_pipeline.report.html import NOT_RECORDED, esc, flag, fmt, img, more, n
 from beam_pipeline.report.plots import BinnedCounts
 from beam_pipeline.statistics import drift, feature_stats, tfdv_histograms
 from transforms import features
+from transforms.manifest import DriftReport, InputFile, Manifest, ManifestVersionError, SplitSummary, loads
 from transforms.outputs import DATA_DIR, MANIFEST, QUARANTINE_DIR, QUARANTINE_FILE, REPORT, SPLITS
 
 MAX_CHANNEL_PLOTS = 24
@@ -52,9 +53,9 @@ class RunOutputs:
     """Everything the report reads from an output directory."""
 
     output_dir: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     stats: dict[str, statistics_pb2.DatasetFeatureStatistics]   # splits with a stats file
-    drift: drift.DriftReport | None
+    drift: DriftReport | None
     drift_source: str                                            # where `drift` came from
     quarantine: Quarantine | None
     file_sizes: dict[str, int]                                   # shard name -> bytes
@@ -84,9 +85,9 @@ def _file_sizes(output_dir: str) -> dict[str, int]:
     return {m.path.rsplit("/", 1)[-1]: m.size_in_bytes for m in matched}
 
 
-def _drift(manifest: dict[str, Any], stats: dict) -> tuple[drift.DriftReport | None, str]:
-    if manifest.get("drift"):
-        return drift.DriftReport.from_json(manifest["drift"]), "recorded by the run"
+def _drift(manifest: Manifest, stats: dict) -> tuple[DriftReport | None, str]:
+    if manifest.drift is not None:
+        return manifest.drift, "recorded by the run"
     if all(s in stats for s in SPLITS):
         return drift.compare(stats["train"], stats["eval"]), "computed by the report with the default thresholds"
     return None, ""
@@ -98,7 +99,7 @@ def load(output_dir: str) -> RunOutputs:
     if not FileSystems.exists(manifest_path):
         raise FileNotFoundError(f"{manifest_path} not found: not a preprocessing output directory")
     with FileSystems.open(manifest_path) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
+        manifest = loads(f.read().decode("utf-8"))
     stats = {}
     for split in SPLITS:
         path = feature_stats.stats_path(output_dir, split)
@@ -118,11 +119,10 @@ def _checks(run: RunOutputs) -> str:
     """The few numbers to look at first. (Not whether _SUCCESS exists: the page is built
     before it, also for runs that fail --max_bad_fraction, where it matters most.)"""
     m, items = run.manifest, []
-    for split, s in m.get("splits", {}).items():
-        read = s.get("examples_read", 0)
-        lost = s.get("examples_quarantined", 0)
-        items.append(f"{esc(split)}: {fmt(s.get('examples_written', 0))} examples written, {fmt(lost)} quarantined "
-                     f"({lost / read if read else 0.0:.1%} of read), {fmt(s.get('examples_truncated', 0))} truncated")
+    for split, s in m.splits.items():
+        read, lost = s.examples_read, s.examples_quarantined
+        items.append(f"{esc(split)}: {fmt(s.examples_written)} examples written, {fmt(lost)} quarantined "
+                     f"({lost / read if read else 0.0:.1%} of read), {fmt(s.examples_truncated)} truncated")
     if run.drift is not None:
         flagged = run.drift.drifted
         items.append(f"drift: {len(flagged)} of {len(run.drift.features)} features flagged"
@@ -134,26 +134,20 @@ def _checks(run: RunOutputs) -> str:
 
 def _run(run: RunOutputs) -> str:
     m = run.manifest
-    command = m.get("command")
     parts = ["<h2>Run</h2>"]
-    parts.append(f"<p>Command: <code>{esc('python -m beam_pipeline ' + shlex.join(command))}</code></p>"
-                 if command else not_recorded("Command"))
-    spec = m.get("spec", {})
-    parts.append(table(["spec", "value"], [[k, json.dumps(v)] for k, v in spec.items()]
-                       + [["compression", m.get("compression", NOT_RECORDED)],
-                          ["num_classes", m.get("num_classes", NOT_RECORDED)], ["created", m.get("created", "")]]))
-    parts.append(_inputs(m.get("inputs")))
-    parts.append(_split_counts(m.get("splits")))
-    parts.append(_shards(m.get("splits"), run.file_sizes))
-    parts.append(_timings(m.get("timings")))
+    parts.append(f"<p>Command: <code>{esc('python -m beam_pipeline ' + shlex.join(m.command))}</code></p>")
+    parts.append(table(["spec", "value"], [[k, json.dumps(v)] for k, v in m.spec.to_json().items()]
+                       + [["compression", m.compression], ["num_classes", m.num_classes], ["created", m.created]]))
+    parts.append(_inputs(m.inputs))
+    parts.append(_split_counts(m.splits))
+    parts.append(_shards(m.splits, run.file_sizes))
+    parts.append(_timings(m.timings))
     return "".join(parts)
 
 
-def _inputs(inputs: list[dict] | None) -> str:
-    if inputs is None:
-        return not_recorded("Inputs")
-    total = sum(int(i.get("bytes") or 0) for i in inputs)
-    rows = [[i.get("split", ""), i.get("path", ""), int(i.get("bytes") or 0)] for i in inputs[:MAX_LISTED_FILES]]
+def _inputs(inputs: tuple[InputFile, ...]) -> str:
+    total = sum(i.bytes for i in inputs)
+    rows = [[i.split, i.path, i.bytes] for i in inputs[:MAX_LISTED_FILES]]
     return (f"<h3>Inputs: {len(inputs):,} files, {total / 1e6:,.1f} MB</h3>"
             + table(["split", "file", "bytes"], rows) + more(len(inputs), MAX_LISTED_FILES, "files"))
 
@@ -162,30 +156,25 @@ _COUNT_KEYS = ("files_matched", "files_read", "files_quarantined", "examples_rea
                "examples_quarantined", "examples_truncated")
 
 
-def _split_counts(splits: dict | None) -> str:
-    if not splits:
-        return not_recorded("Counts per split")
-    rows = [[split] + [s.get(k, NOT_RECORDED) for k in _COUNT_KEYS] for split, s in splits.items()]
+def _split_counts(splits: dict[str, SplitSummary]) -> str:
+    rows = [[split] + [getattr(s, k) for k in _COUNT_KEYS] for split, s in splits.items()]
     return "<h3>Counts per split</h3>" + table(["split", *(k.replace("_", " ") for k in _COUNT_KEYS)], rows)
 
 
-def _shards(splits: dict | None, sizes: dict[str, int]) -> str:
-    if not splits:
-        return not_recorded("Shards")
+def _shards(splits: dict[str, SplitSummary], sizes: dict[str, int]) -> str:
     rows = []
     for split, s in splits.items():
-        shards = s.get("shards", [])
-        total = sum(sizes.get(sh["file"].rsplit("/", 1)[-1], 0) for sh in shards)
-        rows.append([split, f"{len(shards)} shards", sum(sh.get("examples", 0) for sh in shards), total])
+        shards = s.shards
+        total = sum(sizes.get(sh.file.rsplit("/", 1)[-1], 0) for sh in shards)
+        rows.append([split, f"{len(shards)} shards", sum(sh.examples for sh in shards), total])
         for sh in shards[:MAX_LISTED_FILES]:
-            name = sh["file"].rsplit("/", 1)[-1]
-            rows.append(["", sh["file"], sh.get("examples", 0), sizes.get(name, NOT_RECORDED)])
+            rows.append(["", sh.file, sh.examples, sizes.get(sh.file.rsplit("/", 1)[-1], NOT_RECORDED)])
         if len(shards) > MAX_LISTED_FILES:
             rows.append(["", f"... and {len(shards) - MAX_LISTED_FILES:,} more", "", ""])
     return "<h3>Shards</h3>" + table(["split", "file", "examples", "bytes"], rows)
 
 
-def _timings(timings: dict | None) -> str:
+def _timings(timings: dict[str, float | None] | None) -> str:
     if not timings:
         return not_recorded("Timings per phase")
     # None: a phase the launcher could not see (workers on other machines).
@@ -258,10 +247,10 @@ def _channel_plots(run: RunOutputs, names: list[str], splits: list[str]) -> str:
 def _per_element(run: RunOutputs) -> str:
     """For --per_element runs: the normalization statistics per element, summarized."""
     m = run.manifest
-    x = m.get("statistics", {}).get(features.X, {})
-    if not m.get("spec", {}).get("per_element") or "mean" not in x:
+    if not m.spec.per_element:
         return ""
-    mean, std = np.asarray(x["mean"], dtype=np.float64), np.asarray(x["std"], dtype=np.float64)
+    x = m.statistics.x
+    mean, std = np.asarray(x.mean, dtype=np.float64), np.asarray(x.std, dtype=np.float64)
     rows = [[name] + [float(f(v)) for f in (np.min, np.median, np.max)] for name, v in (("mean", mean), ("std", std))]
     return ("<h3>Per-element statistics (train, used for normalization)</h3>"
             + table(["statistic", "min over elements", "median", "max"], rows)
@@ -272,27 +261,26 @@ def _per_element(run: RunOutputs) -> str:
 def _lengths(run: RunOutputs) -> str:
     m = run.manifest
     parts = ["<h2>Lengths</h2>"]
-    max_length = m.get("max_length")
+    max_length = m.max_length
     bars = {s: b for s in SPLITS if (b := _standard_bars(_feature(run, s, features.LENGTH))) is not None}
-    if bars and max_length:
-        parts.append(img(plots.length_histograms(bars, int(max_length)), "length histograms"))
+    if bars:
+        parts.append(img(plots.length_histograms(bars, max_length), "length histograms"))
     else:
         parts.append(not_recorded("Length histograms"))
-    padding, splits = m.get("padding") or {}, m.get("splits") or {}
+    padding = m.padding or {}
     rows = []
-    for split in (s for s in SPLITS if s in splits or s in run.stats or s in padding):
+    for split in (s for s in SPLITS if s in m.splits or s in run.stats):
         num = _feature(run, split, features.LENGTH)
-        pad = padding.get(split, {})
+        pad = padding.get(split)
+        pad_cells = [pad.padding_fraction, pad.stored_values, pad.valid_values] if pad else [NOT_RECORDED] * 3
         rows.append([split, *((num.num_stats.min, num.num_stats.mean, num.num_stats.max) if num else ["-"] * 3),
-                     splits.get(split, {}).get("examples_truncated", NOT_RECORDED),
-                     pad.get("padding_fraction", NOT_RECORDED), pad.get("stored_values", NOT_RECORDED),
-                     pad.get("valid_values", NOT_RECORDED)])
+                     m.splits[split].examples_truncated if split in m.splits else NOT_RECORDED, *pad_cells])
     parts.append(table(["split", "min", "mean", "max", "truncated samples", "padding fraction", "stored values",
                         "valid values"], rows))
     parts.append(f"<p>max_length: {esc(fmt(max_length))}. Length buckets: "
-                 + (f"<code>{esc(json.dumps(m['length_buckets'])[:MAX_MESSAGE_CHARS])}</code>"
-                    if m.get("length_buckets") is not None
-                    else ("none" if "length_buckets" in m else NOT_RECORDED)) + "</p>")
+                 + (f"<code>{esc(json.dumps(list(m.length_buckets.bounds)))}</code>"
+                    if m.length_buckets is not None
+                    else ("none" if m.format_version >= 2 else NOT_RECORDED)) + "</p>")
     return "".join(parts)
 
 
@@ -310,10 +298,10 @@ def _labels(run: RunOutputs) -> str:
     counts = _label_counts(run)
     header = "<h2>Labels</h2>"
     if not counts:
-        train = m.get("statistics", {}).get("train_label_counts")
+        train = m.statistics.train_label_counts
         return header + (table(["class", "train samples"], sorted(train.items())) if train
                          else not_recorded("Label counts"))
-    vocabulary = m.get("label_vocabulary")
+    vocabulary = m.label_vocabulary
 
     def class_id(c: str) -> Any:
         """The id the trainer sees: the vocabulary index of a string label, the label itself
@@ -382,6 +370,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         print(write_report(args.output_dir))
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ManifestVersionError) as e:
         parser.error(str(e))
 

@@ -22,62 +22,17 @@ reach JSD 0.005, `length` 0.012 and `label` 0.10 by chance alone.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import numpy as np
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from beam_pipeline.statistics import tfdv_histograms
 from beam_pipeline.statistics.feature_stats import feature_name
+from transforms.manifest import DriftReport, FeatureDrift
 
 JSD = "jensen_shannon_divergence"
 L_INFINITY = "l_infinity"
 DEFAULT_JSD_THRESHOLD = 0.02
 DEFAULT_L_INFINITY_THRESHOLD = 0.15
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureDrift:
-    """How far one feature's eval distribution is from its train distribution.
-
-    Attributes:
-      feature: the feature's name (e.g. "x[3]", "length", "label").
-      metric: JSD or L_INFINITY.
-      distance: the metric's value, in [0, 1].
-      threshold: the value above which the feature is flagged.
-      drifted: distance > threshold.
-      where: for L_INFINITY, the label whose frequency differs most; else None.
-    """
-
-    feature: str
-    metric: str
-    distance: float
-    threshold: float
-    drifted: bool
-    where: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class DriftReport:
-    """The comparison of every feature both splits describe."""
-
-    features: tuple[FeatureDrift, ...]
-
-    @property
-    def drifted(self) -> list[str]:
-        """Names of the flagged features."""
-        return [f.feature for f in self.features if f.drifted]
-
-    def get(self, feature: str) -> FeatureDrift | None:
-        return next((f for f in self.features if f.feature == feature), None)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"drifted": self.drifted, "features": [dataclasses.asdict(f) for f in self.features]}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DriftReport:
-        return cls(tuple(FeatureDrift(**f) for f in data["features"]))
 
 
 def _cumulative(histogram: statistics_pb2.Histogram) -> tuple[np.ndarray, np.ndarray]:

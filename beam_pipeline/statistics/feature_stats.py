@@ -26,7 +26,7 @@ per output shard) merge into the split's statistics (`MergeStatsFn` in CombinePe
 from __future__ import annotations
 
 import dataclasses
-import pickle
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -41,7 +41,7 @@ from beam_pipeline.statistics import tfdv_histograms
 from beam_pipeline.statistics.moments import Moments
 from transforms import features
 from transforms.features import DatasetSpec
-from transforms.outputs import STATS_DIR, STATS_SUFFIX, WORK_DIR
+from transforms.outputs import STATS_DIR, STATS_SUFFIX
 
 FeatureType = statistics_pb2.FeatureNameStatistics
 # Values summarized at a time: Moments.of converts to float64 and makes several passes; on
@@ -373,26 +373,10 @@ def feature(stats: statistics_pb2.DatasetFeatureStatistics, name: str) -> statis
     return next((f for f in stats.features if feature_name(f) == name), None)
 
 
-# Each shard's partial statistics, until the launcher merges them: WORK_DIR/stats/NAME.pickle.
-# Pickle is safe here: these files are the job's own accumulators, never user input.
-_PARTIALS_DIR = "stats"
-
-
-def write_partial(output_dir: str, name: str, split: str, acc: StatsAccumulator) -> None:
-    """Saves a shard's accumulator (compacted) for the launcher, replacing an earlier attempt's."""
-    acc.compact()
-    with FileSystems.create(FileSystems.join(output_dir, WORK_DIR, _PARTIALS_DIR, name + ".pickle")) as f:
-        f.write(pickle.dumps((split, acc)))
-
-
-def merge_partials(output_dir: str, spec: DatasetSpec,
+def merge_partials(partials: Iterable[tuple[str, StatsAccumulator]], spec: DatasetSpec,
                    options: StatsOptions | None = None) -> dict[str, statistics_pb2.DatasetFeatureStatistics]:
-    """Each split's statistics, from the shards' partial accumulators."""
+    """Each split's statistics, from (split, partial accumulator) pairs (one per shard)."""
     merged: dict[str, StatsAccumulator] = {}
-    pattern = FileSystems.join(output_dir, WORK_DIR, _PARTIALS_DIR, "*.pickle")
-    for result in FileSystems.match([pattern]):
-        for meta in sorted(result.metadata_list, key=lambda m: m.path):
-            with FileSystems.open(meta.path) as f:
-                split, acc = pickle.loads(f.read())  # noqa: S301 - written by this job's workers
-            merged.setdefault(split, StatsAccumulator.create(spec, options)).merge_from(acc)
+    for split, acc in partials:
+        merged.setdefault(split, StatsAccumulator.create(spec, options)).merge_from(acc)
     return {split: acc.to_proto() for split, acc in merged.items()}

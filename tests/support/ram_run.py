@@ -35,8 +35,8 @@ def main() -> None:
     print(json.dumps({
         "entries": sorted(tf.io.gfile.listdir("ram://out")),
         "records": len(parsed),
-        "written": m["splits"]["train"]["examples_written"],
-        "mean_error": float(np.max(np.abs(np.array(m["statistics"]["x"]["mean"]) - reference.mean(0)))),
+        "written": m.splits["train"].examples_written,
+        "mean_error": float(np.max(np.abs(np.array(m.statistics.x.mean) - reference.mean(0)))),
         "local_entries": sorted(os.listdir(".")),   # run from an empty directory: must stay empty
     }), flush=True)
     sys.stderr.flush()
