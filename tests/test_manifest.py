@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from beam_pipeline.sample_data import write_dataset
-from tests.support.helpers import manifest, run_ok
+from tests.support.helpers import as_version_1, manifest, run_ok
 from transforms.manifest import FORMAT_VERSION, Manifest, ManifestVersionError, Shard, loads
 
 
@@ -35,14 +35,7 @@ def test_written_manifest_reads_back_to_the_same_json(bucketed_run):
 
 
 def test_version_1_loads_with_the_fields_it_lacked_as_none(bucketed_run):
-    old = manifest(bucketed_run)
-    for field in ("length_buckets", "padding", "drift", "timings"):
-        del old[field]
-    for split in old["splits"].values():
-        for shard in split["shards"]:
-            del shard["length"]
-    old["format_version"] = 1
-    m = Manifest.from_json(old)
+    m = Manifest.from_json(as_version_1(manifest(bucketed_run)))
     assert (m.length_buckets, m.padding, m.drift, m.timings) == (None, None, None, None)
     shard = m.splits["train"].shards[0]
     assert shard.length is None and m.shard_length(shard) == m.max_length

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from beam_pipeline.sample_data import write_dataset
-from tests.support.helpers import read_split, run_ok
+from tests.support.helpers import as_version_1, read_split, run_ok
 from trainer import data
 from trainer.errors import DataError
 
@@ -251,19 +251,13 @@ def test_steps_count_each_buckets_batches(bucketed):
 def _edit_manifest(info, tmp_path, edit) -> str:
     copy = tmp_path / "out"
     shutil.copytree(info.data_dir, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    edit(manifest)
+    manifest = edit(json.loads((copy / "manifest.json").read_text()))
     (copy / "manifest.json").write_text(json.dumps(manifest))
     return str(copy)
 
 
-def test_a_manifest_without_shard_lengths_is_read_as_max_length(info, tmp_path):
-    def drop_lengths(manifest):
-        for summary in manifest["splits"].values():
-            for shard in summary["shards"]:
-                del shard["length"]
-
-    old = data.load(_edit_manifest(info, tmp_path, drop_lengths))
+def test_a_version_1_manifest_without_shard_lengths_is_read_as_max_length(info, tmp_path):
+    old = data.load(_edit_manifest(info, tmp_path, as_version_1))
     assert [(b.length, b.num_examples) for b in old.splits[data.TRAIN].buckets] == [(50, 200)]
 
 
@@ -273,6 +267,7 @@ def test_empty_shards_are_left_out(bucketed, tmp_path):
 
     def add_empty_shard(manifest):
         manifest["splits"]["train"]["shards"].append({"file": empty, "examples": 0, "length": 20})
+        return manifest
 
     copy = _edit_manifest(bucketed, tmp_path, add_empty_shard)
     with tf.io.TFRecordWriter(f"{copy}/{empty}", options="GZIP"):
@@ -284,6 +279,7 @@ def test_empty_shards_are_left_out(bucketed, tmp_path):
 def test_shard_lengths_beyond_max_length_are_refused(bucketed, tmp_path):
     def stretch(manifest):
         manifest["splits"]["train"]["shards"][0]["length"] = 51
+        return manifest
 
     with pytest.raises(DataError, match="padded to"):
         data.load(_edit_manifest(bucketed, tmp_path, stretch))

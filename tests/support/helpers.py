@@ -42,6 +42,15 @@ def manifest(out: str) -> dict:
         return json.load(f)
 
 
+def as_version_1(m: dict) -> dict:
+    """A manifest's JSON as version 1 wrote it: no bucket, padding, drift, timing nor shard length fields."""
+    old = {k: v for k, v in m.items() if k not in ("length_buckets", "padding", "drift", "timings")}
+    old["splits"] = {name: {**split, "shards": [{k: v for k, v in shard.items() if k != "length"}
+                                                for shard in split["shards"]]}
+                     for name, split in m["splits"].items()}
+    return {**old, "format_version": 1}
+
+
 def quarantine(out: str) -> list[dict]:
     with open(os.path.join(out, "quarantine", "quarantine.jsonl")) as f:
         return [json.loads(line) for line in f if line.strip()]
