@@ -62,8 +62,7 @@ def all_values(batches: list[SampleBatch]) -> np.ndarray:
 
 
 def quantile_bounds(stats: statistics_pb2.FeatureNameStatistics) -> np.ndarray:
-    low, high, _ = tfdv_histograms.bins(tfdv_histograms.find(stats.num_stats, Histogram.QUANTILES))
-    return np.concatenate([low[:1], high])
+    return tfdv_histograms.boundaries(tfdv_histograms.find(stats.num_stats, Histogram.QUANTILES))
 
 
 def assert_within_rank_error(boundaries: np.ndarray, exact: np.ndarray, error: float,
