@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from beam_pipeline.finalize import scratch
 from beam_pipeline.reading.samples import SampleBatch
 from beam_pipeline.statistics import drift, tfdv_histograms
 from beam_pipeline.statistics.feature_stats import (
@@ -19,7 +20,6 @@ from beam_pipeline.statistics.feature_stats import (
     merge_partials,
     read_stats,
     stats_path,
-    write_partial,
     write_stats,
 )
 from transforms.features import DatasetSpec
@@ -183,12 +183,12 @@ def test_standard_histogram_follows_numpy_within_the_rank_error(batches, stats):
 
 
 def test_statistics_do_not_depend_on_batching_merging_or_pickling(tmp_path, batches, stats):
-    """Partial accumulators saved as the job's steps save them, merged as the launcher merges
-    them, give the statistics of one accumulator fed everything."""
+    """Partial accumulators saved as the job's steps save them (finalize/scratch.py), merged as
+    finalizing merges them, give the statistics of one accumulator fed everything."""
     out = str(tmp_path)
     for i in range(0, len(batches), 2):   # named so that the file order is not the stream's
-        write_partial(out, f"part-{9 - i}", "train", accumulator(batches[i:i + 2]))
-    merged = merge_partials(out, SPEC)["train"]
+        scratch.write_step(out, f"part-{9 - i}", [], partial_stats=("train", accumulator(batches[i:i + 2])))
+    merged = merge_partials(scratch.read_partial_stats(out), SPEC)["train"]
     for c in range(CHANNELS):
         got, want = feature(merged, channel_name(c)).num_stats, feature(stats, channel_name(c)).num_stats
         np.testing.assert_allclose([got.mean, got.std_dev], [want.mean, want.std_dev], rtol=1e-12)
@@ -207,11 +207,11 @@ def test_each_split_merges_its_own_shards_and_a_retried_shard_replaces_its_first
     Checked against NumPy in float64."""
     out = str(tmp_path)
     train, evaluation = make_batches(4, num_batches=3), make_batches(5, num_batches=3, shift=[3.0, 0.0, 0.0])
-    write_partial(out, "train", "train", accumulator(train))
-    write_partial(out, "eval-00000", "eval", accumulator(evaluation[:1]))
-    write_partial(out, "eval-00001", "eval", accumulator(train))           # a failed first attempt ...
-    write_partial(out, "eval-00001", "eval", accumulator(evaluation[1:]))  # ... replaced by its retry
-    merged = merge_partials(out, SPEC)
+    for step, split, part in (("statistics", "train", train), ("shard-eval-00000", "eval", evaluation[:1]),
+                              ("shard-eval-00001", "eval", train),              # a failed first attempt ...
+                              ("shard-eval-00001", "eval", evaluation[1:])):    # ... replaced by its retry
+        scratch.write_step(out, step, [], partial_stats=(split, accumulator(part)))
+    merged = merge_partials(scratch.read_partial_stats(out), SPEC)
     assert sorted(merged) == ["eval", "train"]
     for split, split_batches in (("train", train), ("eval", evaluation)):
         values = all_values(split_batches)

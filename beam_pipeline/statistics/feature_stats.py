@@ -20,9 +20,9 @@ weight: small data is sketched in full, the sketch's share of 1 GB is under 1 s
 (benchmarks/feature_stats.py; figures in docs/report.md).
 
 `StatsAccumulator` is picklable and mergeable in any order. The job's steps each build one
-(the analyze pass for the training split, each eval output shard for its own) and save it with
-`write_partial`; the launcher, once the job is done, merges them per split (`merge_partials`)
-and writes the split's statistics (`write_stats`).
+(the analyze pass for the training split, each eval output shard for its own) and leave it in
+the run's scratch space with their records (finalize/scratch.py); finalizing the run merges
+them per split (`merge_partials`) and writes each split's statistics (`write_stats`).
 """
 
 from __future__ import annotations
