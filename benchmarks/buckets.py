@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import preprocess
+from benchmarks import source_tree
 from cli_support import console
 
 DISTRIBUTIONS = ("heavy_tailed", "uniform")
@@ -72,7 +72,7 @@ def run_pipeline(data: str, out: str, *flags: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "beam_pipeline", "--input", f"{data}/train-*.npz", "--eval_input",
                     f"{data}/eval-*.npz", "--output_dir", out, "-q", *flags],
-                   check=True, cwd=preprocess.REPO, env=preprocess.subprocess_env(), stdout=subprocess.DEVNULL)
+                   check=True, cwd=source_tree.REPO, env=source_tree.subprocess_env(), stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -80,47 +80,9 @@ def train_cli(out: str, model_dir: str, epochs: int) -> dict[str, Any]:
     """The trainer's CLI on an output; returns its metrics.json."""
     subprocess.run([sys.executable, "-m", "trainer", "--data_dir", out, "--model_dir", model_dir, "--epochs",
                     str(epochs), "--batch_size", str(BATCH_SIZE), "--width", str(WIDTH), "--progress", "0"],
-                   check=True, cwd=preprocess.REPO, env=preprocess.subprocess_env(), stdout=subprocess.DEVNULL)
+                   check=True, cwd=source_tree.REPO, env=source_tree.subprocess_env(), stdout=subprocess.DEVNULL)
     with open(os.path.join(model_dir, "metrics.json")) as f:
         return json.load(f)
-
-
-RAGGED_CODE = """
-import json, sys, os
-import numpy as np, tensorflow as tf, tf_keras as keras
-from trainer import data, model, train
-from trainer.config import TrainConfig
-bucketed, ragged_dir = sys.argv[1], sys.argv[2]
-epochs, batch, width = (int(a) for a in sys.argv[3:6])
-info = data.load(bucketed)
-bounds = json.load(open(os.path.join(bucketed, "manifest.json")))["length_buckets"]["bounds"]
-spec = {"x": tf.io.RaggedFeature(tf.float32), "length": tf.io.FixedLenFeature([], tf.int64),
-        "label": tf.io.FixedLenFeature([], tf.int64)}
-
-def dataset(split, training):
-    files = sorted(tf.io.gfile.glob(os.path.join(ragged_dir, "data", split + "-*.tfrecord")))
-    ds = tf.data.TFRecordDataset(files)
-    if training:
-        ds = ds.shuffle(10_000, seed=0, reshuffle_each_iteration=True).repeat()
-    ds = ds.map(lambda r: tf.io.parse_single_example(r, spec), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda e: ({"x": tf.reshape(e["x"], [-1, 1]), "length": e["length"]}, e["label"]))
-    # Its boundaries are exclusive upper bounds; ours hold lengths <= bound.
-    ds = ds.bucket_by_sequence_length(lambda f, y: tf.cast(f["length"], tf.int32), [b + 1 for b in bounds[:-1]],
-                                      [batch] * len(bounds), drop_remainder=training, pad_to_bucket_boundary=False)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-train_n = info.manifest.splits["train"].examples_written
-rate = data.measure_throughput(dataset("train", True), 50, buckets=len(bounds))  # as the trainer measures
-keras.utils.set_random_seed(0)
-net = model.build_model(info, width)
-model.compile_classifier(net, TrainConfig("", "").learning_rate)   # as the trainer compiles it
-timer = train.EpochTimer()
-hist = net.fit(dataset("train", True), epochs=epochs, steps_per_epoch=train_n // batch,
-               validation_data=dataset("eval", False), callbacks=[timer], verbose=0)
-print(json.dumps({"input_examples_per_sec": rate, "epoch_seconds": timer.seconds,
-                  "eval_accuracy": hist.history["val_accuracy"][-1]}))
-sys.stdout.flush(); os._exit(0)
-"""
 
 
 def write_ragged(bucketed: str, target: str) -> int:
@@ -150,8 +112,9 @@ def write_ragged(bucketed: str, target: str) -> int:
 
 
 def train_ragged(bucketed: str, ragged: str, epochs: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", RAGGED_CODE, bucketed, ragged, str(epochs), str(BATCH_SIZE),
-                           str(WIDTH)], check=True, cwd=preprocess.REPO, env=preprocess.subprocess_env(),
+    command = [sys.executable, "-m", "benchmarks.ragged_train", bucketed, ragged, str(epochs), str(BATCH_SIZE),
+               str(WIDTH)]
+    proc = subprocess.run(command, check=True, cwd=source_tree.REPO, env=source_tree.subprocess_env(),
                           capture_output=True, text=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -208,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     console.setup(verbose=False)  # write_ragged loads TensorFlow here
     work = tempfile.mkdtemp(prefix="npy_tft_buckets_")
     command = ["python", "-m", "benchmarks.buckets", *(sys.argv[1:] if argv is None else argv)]
-    report: dict[str, Any] = {"command": command, "code": preprocess.code_version(), "results": {}}
+    report: dict[str, Any] = {"command": command, "code": source_tree.code_version(), "results": {}}
     try:
         for distribution in args.distributions:
             result = measure(distribution, args, work)

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import glob
 import json
@@ -65,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import mixing, preprocess
+from benchmarks import measurement, mixing, preprocess, source_tree, synthetic_data
 from cli_support import console
 
 BATCH_SIZE = 128
@@ -74,7 +75,7 @@ BEFORE = "per-record shuffle (before)"
 BLOCK_CEILING = "ceiling (block reads)"
 
 
-def ensure_shards(work_dir: str, dataset: preprocess.Dataset) -> str:
+def ensure_shards(work_dir: str, dataset: synthetic_data.Dataset) -> str:
     """Our pipeline's output for a dataset, made with its CLI unless already cached.
 
     Returns:
@@ -86,7 +87,7 @@ def ensure_shards(work_dir: str, dataset: preprocess.Dataset) -> str:
     temp = tempfile.mkdtemp(dir=work_dir, prefix=".shards-")
     print(f"preprocessing {dataset.pattern} into {path} ...", flush=True)
     cmd = preprocess.pipeline_command(dataset, os.path.join(temp, "out"), [])
-    proc = subprocess.run(cmd, cwd=preprocess.REPO, env=preprocess.subprocess_env(), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=source_tree.REPO, env=source_tree.subprocess_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"exit {proc.returncode}: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     try:
@@ -119,105 +120,153 @@ def _parse_fn(info: Any) -> Callable[[Any], Any]:
     return parse
 
 
-def build_pipelines(info: Any, npz_files: list[str], batch_size: int, reading: Any, blocks_per_batch: list[int],
-                    seeds: bool) -> dict[str, Callable[[], Any]]:
-    """Every benchmarked pipeline, as a function that builds a fresh (endless) dataset.
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the benchmarked pipelines read, and how.
 
-    Args:
+    Attributes:
       info: `trainer.data.load` of our pipeline's output (an unbucketed run).
       npz_files: the original .npz files (the seed recipes' input).
       batch_size: examples per batch.
       reading: the trainer's `data.Reading` (shuffle buffer, blocks per batch, cycle length).
-      blocks_per_batch: further blocks per batch to measure ours (training) with.
-      seeds: whether to include the seed recipes.
     """
+
+    info: Any
+    npz_files: list[str]
+    batch_size: int
+    reading: Any
+
+    @property
+    def shards(self) -> list[str]:
+        from trainer import data
+
+        return list(self.info.splits[data.TRAIN].files)
+
+    @property
+    def cycle_length(self) -> int:
+        return min(self.reading.cycle_length, len(self.shards))
+
+
+def _ceiling(inputs: Inputs) -> Any:
+    """Raw reads, no parsing: batches of serialized records."""
+    import tensorflow as tf
+
+    files = tf.data.Dataset.from_tensor_slices(inputs.shards).repeat()
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=inputs.cycle_length,
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return ds.batch(inputs.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _block_ceiling(inputs: Inputs) -> Any:
+    """Raw reads as ours reads them: blocks of records, rebatched."""
+    import tensorflow as tf
+
+    block = inputs.reading.block(inputs.batch_size)
+    files = tf.data.Dataset.from_tensor_slices(inputs.shards).repeat()
+    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f).batch(block), cycle_length=inputs.cycle_length,
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return ds.rebatch(inputs.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _ours(inputs: Inputs, training: bool, blocks: int) -> Any:
+    """The trainer's own pipeline, with `blocks` blocks per batch."""
+    from trainer import data
+
+    ds = data.make_dataset(inputs.info, data.TRAIN, inputs.batch_size, training=training,
+                           reading=dataclasses.replace(inputs.reading, blocks_per_batch=blocks))
+    return ds if training else ds.repeat()  # training mode repeats by itself
+
+
+def _before(inputs: Inputs, training: bool) -> Any:
+    """trainer/data.py before block shuffling (3ec56e1): records interleaved, shuffled one by one."""
     import tensorflow as tf
 
     from trainer import data
 
-    shards = list(info.splits[data.TRAIN].files)
-    cycle_length = min(reading.cycle_length, len(shards))
-    max_length, num_features = info.x_shape
-    x_spec = tf.TensorSpec([max_length, num_features], tf.float32)
+    shards, autotune = inputs.shards, tf.data.AUTOTUNE
+    files = tf.data.Dataset.from_tensor_slices(shards)
+    files = files.shuffle(len(shards)).repeat() if training else files.repeat()
+    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=inputs.cycle_length, num_parallel_calls=autotune,
+                          deterministic=not training)
+    if training:
+        ds = ds.shuffle(min(inputs.reading.shuffle_buffer, inputs.info.splits[data.TRAIN].num_examples))
+    ds = ds.batch(inputs.batch_size, drop_remainder=training)
+    return ds.map(_parse_fn(inputs.info), num_parallel_calls=autotune, deterministic=not training).prefetch(autotune)
+
+
+def _padded_samples(npz_files: list[str], max_length: int) -> Iterator[tuple[np.ndarray, int, int]]:
+    """The seeds' generator: every sample of every file, padded to max_length, endlessly."""
+    while True:
+        for path in npz_files:
+            with np.load(path) as f:
+                x, lengths, y = f["x"], f["lengths"], f["y"]
+            start = 0
+            for n, label in zip(lengths.tolist(), y.tolist()):
+                yield np.pad(x[start:start + n], ((0, max_length - n), (0, 0))), n, label
+                start += n
+
+
+def _seed_generator(inputs: Inputs) -> Any:
+    import tensorflow as tf
+
+    max_length, num_features = inputs.info.x_shape
     scalar = tf.TensorSpec([], tf.int64)
-    parse = _parse_fn(info)
-    autotune = tf.data.AUTOTUNE
+    ds = tf.data.Dataset.from_generator(lambda: _padded_samples(inputs.npz_files, max_length),
+                                        output_signature=(tf.TensorSpec([max_length, num_features], tf.float32),
+                                                          scalar, scalar))
+    return ds.batch(inputs.batch_size).prefetch(tf.data.AUTOTUNE)
 
-    def ceiling() -> tf.data.Dataset:
-        files = tf.data.Dataset.from_tensor_slices(shards).repeat()
-        ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length,
-                              num_parallel_calls=autotune, deterministic=False)
-        return ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
 
-    def block_ceiling() -> tf.data.Dataset:
-        files = tf.data.Dataset.from_tensor_slices(shards).repeat()
-        ds = files.interleave(lambda f: tf.data.TFRecordDataset(f).batch(reading.block(batch_size)),
-                              cycle_length=cycle_length, num_parallel_calls=autotune, deterministic=False)
-        return ds.rebatch(batch_size, drop_remainder=True).prefetch(autotune)
+def _load_file(path: Any, x_shape: tuple[int, int]) -> tuple[Any, Any, Any]:
+    """The seeds' per-file load (`_padded_file`) as a tf.numpy_function."""
+    import tensorflow as tf
 
-    def ours(training: bool, blocks: int = reading.blocks_per_batch) -> Callable[[], tf.data.Dataset]:
-        def build() -> tf.data.Dataset:
-            ds = data.make_dataset(info, data.TRAIN, batch_size, training=training,
-                                   reading=dataclasses.replace(reading, blocks_per_batch=blocks))
-            return ds if training else ds.repeat()  # training mode repeats by itself
-        return build
+    max_length, num_features = x_shape
+    x, lengths, y = tf.numpy_function(lambda p: _padded_file(p, max_length), [path], (tf.float32, tf.int64, tf.int64))
+    # numpy_function outputs have unknown shapes; unbatch needs at least the rank.
+    return (tf.ensure_shape(x, [None, max_length, num_features]), tf.ensure_shape(lengths, [None]),
+            tf.ensure_shape(y, [None]))
 
-    def before(training: bool) -> Callable[[], tf.data.Dataset]:
-        """trainer/data.py before block shuffling (3ec56e1): records interleaved, shuffled one by one."""
-        def build() -> tf.data.Dataset:
-            files = tf.data.Dataset.from_tensor_slices(shards)
-            files = files.shuffle(len(shards)).repeat() if training else files.repeat()
-            ds = files.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length, num_parallel_calls=autotune,
-                                  deterministic=not training)
-            if training:
-                ds = ds.shuffle(min(reading.shuffle_buffer, info.splits[data.TRAIN].num_examples))
-            ds = ds.batch(batch_size, drop_remainder=training)
-            return ds.map(parse, num_parallel_calls=autotune, deterministic=not training).prefetch(autotune)
-        return build
 
-    def generator() -> Iterator[tuple[np.ndarray, int, int]]:
-        while True:
-            for path in npz_files:
-                with np.load(path) as f:
-                    x, lengths, y = f["x"], f["lengths"], f["y"]
-                start = 0
-                for n, label in zip(lengths.tolist(), y.tolist()):
-                    yield np.pad(x[start:start + n], ((0, max_length - n), (0, 0))), n, label
-                    start += n
+def _seed_numpy_function(inputs: Inputs) -> Any:
+    import tensorflow as tf
 
-    def seed_generator() -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_generator(generator, output_signature=(x_spec, scalar, scalar))
-        return ds.batch(batch_size).prefetch(autotune)
+    files = tf.data.Dataset.from_tensor_slices(inputs.npz_files).repeat()
+    return (files.map(lambda p: _load_file(p, inputs.info.x_shape)).unbatch().batch(inputs.batch_size)
+            .prefetch(tf.data.AUTOTUNE))
 
-    def load_file(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        x, lengths, y = tf.numpy_function(lambda p: _padded_file(p, max_length), [path],
-                                          (tf.float32, tf.int64, tf.int64))
-        # numpy_function outputs have unknown shapes; unbatch needs at least the rank.
-        return (tf.ensure_shape(x, [None, max_length, num_features]), tf.ensure_shape(lengths, [None]),
-                tf.ensure_shape(y, [None]))
 
-    def seed_numpy_function() -> tf.data.Dataset:
-        files = tf.data.Dataset.from_tensor_slices(npz_files).repeat()
-        return files.map(load_file).unbatch().batch(batch_size).prefetch(autotune)
+def _seed_interleave(inputs: Inputs) -> Any:
+    import tensorflow as tf
 
-    def seed_interleave() -> tf.data.Dataset:
-        files = tf.data.Dataset.from_tensor_slices(npz_files).repeat()
-        ds = files.interleave(lambda p: tf.data.Dataset.from_tensor_slices(load_file(p)),
-                              cycle_length=autotune, num_parallel_calls=autotune)
-        return ds.batch(batch_size).prefetch(autotune)
+    files = tf.data.Dataset.from_tensor_slices(inputs.npz_files).repeat()
+    ds = files.interleave(lambda p: tf.data.Dataset.from_tensor_slices(_load_file(p, inputs.info.x_shape)),
+                          cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(inputs.batch_size).prefetch(tf.data.AUTOTUNE)
 
+
+def build_pipelines(inputs: Inputs, blocks_per_batch: list[int], seeds: bool) -> dict[str, Callable[[], Any]]:
+    """Every benchmarked pipeline, as a function that builds a fresh (endless) dataset.
+
+    Args:
+      inputs: what they read, and how.
+      blocks_per_batch: further blocks per batch to measure ours (training) with.
+      seeds: whether to include the seed recipes.
+    """
+    default_blocks = inputs.reading.blocks_per_batch
     pipelines = {
-        "ours (training)": ours(True),
-        **{f"ours (training, {n} blocks/batch)": ours(True, n) for n in blocks_per_batch},
-        BEFORE: before(True),
-        "ours (eval order)": ours(False),
-        "eval order (before)": before(False),
-        "ceiling": ceiling,
-        BLOCK_CEILING: block_ceiling,
+        "ours (training)": functools.partial(_ours, inputs, True, default_blocks),
+        **{f"ours (training, {n} blocks/batch)": functools.partial(_ours, inputs, True, n) for n in blocks_per_batch},
+        BEFORE: functools.partial(_before, inputs, True),
+        "ours (eval order)": functools.partial(_ours, inputs, False, default_blocks),
+        "eval order (before)": functools.partial(_before, inputs, False),
+        "ceiling": functools.partial(_ceiling, inputs),
+        BLOCK_CEILING: functools.partial(_block_ceiling, inputs),
     }
     if seeds:
-        pipelines |= {"seed from_generator": seed_generator, "seed numpy_function": seed_numpy_function,
-                      "seed interleave": seed_interleave}
+        pipelines |= {"seed from_generator": functools.partial(_seed_generator, inputs),
+                      "seed numpy_function": functools.partial(_seed_numpy_function, inputs),
+                      "seed interleave": functools.partial(_seed_interleave, inputs)}
     return pipelines
 
 
@@ -286,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=0.25, help="dataset size: 64 * scale files of 2,000 samples")
-    p.add_argument("--samples_per_file", type=int, default=preprocess.SAMPLES_PER_FILE, help="samples per file")
+    p.add_argument("--samples_per_file", type=int, default=synthetic_data.SAMPLES_PER_FILE, help="samples per file")
     p.add_argument("--seed", type=int, default=0, help="data generator seed")
     p.add_argument("--examples", type=int, default=0,
                    help="examples timed per run; 0 = one pass over the dataset")
@@ -301,22 +350,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks_per_batch", type=int, nargs="*", default=[],
                    help="also measure ours (training) with each of these blocks per batch (batch size: single records)")
     p.add_argument("--no_seeds", action="store_true", help="leave the (slow) seed recipes out")
-    p.add_argument("--work_dir", default=preprocess.DEFAULT_WORK_DIR,
+    p.add_argument("--work_dir", default=synthetic_data.DEFAULT_WORK_DIR,
                    help="cache of datasets and of our shards of them (made once: delete WORK_DIR/shards-* "
                         "after changing the output format)")
     p.add_argument("--json_out", metavar="PATH", help="write every figure to this JSON file")
     return p
 
 
-def _print_rates(best: dict[str, float], cpu: dict[str, float], bytes_per_example: dict[str, float],
-                 ratios: dict[str, dict[str, float]]) -> None:
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """Each pipeline's best examples/s and least CPU time per example over its runs, and its
+    ratios to the ceilings and to the fastest seed recipe."""
+
+    best: dict[str, float]
+    cpu: dict[str, float]
+    ratios: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, runs: dict[str, list[Run]]) -> Rates:
+        best = {name: max(run.examples_per_s for run in r) for name, r in runs.items()}
+        cpu = {name: min(run.cpu_us_per_example for run in r) for name, r in runs.items()}
+        fastest_seed = max((v for name, v in best.items() if name.startswith("seed")), default=None)
+        ratios = {name: {"over_ceiling": rate / best["ceiling"], "over_block_ceiling": rate / best[BLOCK_CEILING],
+                         "cpu_over_ceiling": cpu["ceiling"] / cpu[name],
+                         **({"over_fastest_seed": rate / fastest_seed} if fastest_seed else {})}
+                  for name, rate in best.items()}
+        return cls(best, cpu, ratios)
+
+
+def time_pipelines(pipelines: dict[str, Callable[[], Any]], examples: int, repeats: int) -> dict[str, list[Run]]:
+    """Times every pipeline `repeats` times, round-robin, each going first once."""
+    runs: dict[str, list[Run]] = {name: [] for name in pipelines}
+    names = list(pipelines)
+    for repeat in range(repeats):
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            settle()
+            runs[name].append(timed_run(pipelines[name](), examples))
+            print(f"  {name}: {runs[name][-1].examples_per_s:,.0f} examples/s, "
+                  f"{runs[name][-1].cpu_us_per_example:.1f} CPU us/example", flush=True)
+    return runs
+
+
+def mixing_figures(info: Any, pipelines: dict[str, Callable[[], Any]], batch_size: int,
+                   seed: int) -> dict[str, mixing.Mixing]:
+    """The mixing of one pass of each training pipeline, of eval order and of a uniform shuffle."""
+    index = shard_index(info)
+    shuffled = [name for name in pipelines if name.startswith("ours (training") or name == BEFORE]
+    figures = {name: mixing.measure(index, one_pass(pipelines[name](), index, batch_size), info.num_classes)
+               for name in [*shuffled, "ours (eval order)"]}
+    figures["uniform shuffle (reference)"] = mixing.measure(
+        index, mixing.uniform_shuffle(index, batch_size, seed), info.num_classes)
+    return figures
+
+
+def _print_rates(rates: Rates, bytes_per_example: dict[str, float]) -> None:
     columns = {"over_ceiling": "/ ceiling", "over_block_ceiling": "/ block reads",
                "cpu_over_ceiling": "CPU: ceiling/", "over_fastest_seed": "/ best seed"}
-    shown = [c for c in columns if any(c in r for r in ratios.values())]
+    shown = [c for c in columns if any(c in r for r in rates.ratios.values())]
     print(f"{'':<32}{'examples/s':>12}{'read MB/s':>11}{'CPU us/ex':>11}" + "".join(f"{columns[c]:>15}" for c in shown))
-    for name, rate in best.items():
-        print(f"{name:<32}{rate:>12,.0f}{rate * bytes_per_example[name] / preprocess.MB:>11.1f}{cpu[name]:>11.2f}"
-              + "".join(f"{ratios[name][c]:>15.2f}" for c in shown))
+    for name, rate in rates.best.items():
+        print(f"{name:<32}{rate:>12,.0f}{rate * bytes_per_example[name] / synthetic_data.MB:>11.1f}"
+              f"{rates.cpu[name]:>11.2f}" + "".join(f"{rates.ratios[name][c]:>15.2f}" for c in shown))
+    for name in ("ours (training)", BEFORE, "ours (eval order)", "eval order (before)"):
+        ratios = rates.ratios[name]
+        seed_part = (f", {ratios['over_fastest_seed']:.2f}x the fastest seed recipe (target >= 3)"
+                     if "over_fastest_seed" in ratios else "")
+        print(f"{name}: {ratios['over_ceiling']:.2f}x the raw-read ceiling (target >= 0.8){seed_part}")
 
 
 def _print_mixing(figures: dict[str, mixing.Mixing]) -> None:
@@ -326,81 +425,69 @@ def _print_mixing(figures: dict[str, mixing.Mixing]) -> None:
         print(f"{pipeline:<32}" + "".join(f"{getattr(m, n):>22.3f}" for n in names))
 
 
+def report_of(command: list[str], code: dict[str, Any], dataset: synthetic_data.Dataset, examples: int,
+              inputs: Inputs, runs: dict[str, list[Run]], rates: Rates, bytes_per_example: dict[str, float],
+              figures: dict[str, mixing.Mixing]) -> dict[str, Any]:
+    """Every figure of the run, for --json_out."""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "machine": {"nproc": os.cpu_count()},
+        "command": ["python", "-m", "benchmarks.input_pipeline", *command],
+        "code": code,
+        "dataset": dataclasses.asdict(dataset),
+        "examples_timed": examples,
+        "reading": dataclasses.asdict(inputs.reading),
+        "batch_size": inputs.batch_size,
+        "num_shards": len(inputs.shards),
+        "examples_per_s": rates.best,
+        "cpu_us_per_example": rates.cpu,
+        "runs": {name: [dataclasses.asdict(run) for run in r] for name, r in runs.items()},
+        "read_mb_per_s": {name: rates.best[name] * bytes_per_example[name] / synthetic_data.MB for name in rates.best},
+        "ratios": rates.ratios,
+        "mixing": {name: dataclasses.asdict(m) for name, m in figures.items()},
+    }
+
+
+def _reading(args: argparse.Namespace) -> Any:
+    """The trainer's reading settings, with the flags that override them."""
+    from trainer import data
+
+    defaults = data.Reading()
+    return data.Reading(args.shuffle_buffer or defaults.shuffle_buffer, args.blocks or defaults.blocks_per_batch,
+                        args.cycle_length or defaults.cycle_length)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs the benchmark and prints the report."""
     args = build_parser().parse_args(argv)
     if min(args.repeats, args.batch_size, *args.blocks_per_batch, 1) < 1:
         sys.exit("error: --repeats, --batch_size and --blocks_per_batch must be >= 1")
     os.makedirs(args.work_dir, exist_ok=True)
-    files = max(1, round(preprocess.FULL_FILES * args.scale))
-    dataset = preprocess.ensure_dataset(args.work_dir, files, args.samples_per_file, args.seed)
+    dataset = synthetic_data.ensure_dataset(args.work_dir, synthetic_data.files_for(args.scale), args.samples_per_file,
+                                            args.seed)
     shards_dir = ensure_shards(args.work_dir, dataset)
-    code = preprocess.code_version()
+    code = source_tree.code_version()
     print(f"dataset: {dataset.describe()}\ncode: {code}\nshards: {shards_dir}", flush=True)
 
     # TensorFlow loads only now: the data generation above forks no TensorFlow threads.
     console.setup(verbose=False)
     from trainer import data
 
-    info = data.load(shards_dir)
-    defaults = data.Reading()
-    reading = data.Reading(args.shuffle_buffer or defaults.shuffle_buffer, args.blocks or defaults.blocks_per_batch,
-                           args.cycle_length or defaults.cycle_length)
-    npz_files = sorted(glob.glob(dataset.pattern))
-    pipelines = build_pipelines(info, npz_files, args.batch_size, reading, args.blocks_per_batch,
-                                seeds=not args.no_seeds)
-    shard_bytes = sum(os.path.getsize(f) for f in info.splits[data.TRAIN].files)
+    inputs = Inputs(data.load(shards_dir), sorted(glob.glob(dataset.pattern)), args.batch_size, _reading(args))
+    pipelines = build_pipelines(inputs, args.blocks_per_batch, seeds=not args.no_seeds)
+    shard_bytes = sum(os.path.getsize(f) for f in inputs.shards)
     bytes_per_example = {name: (dataset.npz_bytes if name.startswith("seed") else shard_bytes) / dataset.examples
                          for name in pipelines}
     examples = args.examples or dataset.examples
-    preprocess.warm_cache(npz_files + list(info.splits[data.TRAIN].files))
-
-    runs: dict[str, list[Run]] = {name: [] for name in pipelines}
-    names = list(pipelines)
-    for repeat in range(args.repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:  # each pipeline goes first once
-            settle()
-            runs[name].append(timed_run(pipelines[name](), examples))
-            print(f"  {name}: {runs[name][-1].examples_per_s:,.0f} examples/s, "
-                  f"{runs[name][-1].cpu_us_per_example:.1f} CPU us/example", flush=True)
-    best = {name: max(run.examples_per_s for run in r) for name, r in runs.items()}
-    cpu = {name: min(run.cpu_us_per_example for run in r) for name, r in runs.items()}
-    fastest_seed = max((v for name, v in best.items() if name.startswith("seed")), default=None)
-    ratios = {name: {"over_ceiling": rate / best["ceiling"], "over_block_ceiling": rate / best[BLOCK_CEILING],
-                     "cpu_over_ceiling": cpu["ceiling"] / cpu[name],
-                     **({"over_fastest_seed": rate / fastest_seed} if fastest_seed else {})}
-              for name, rate in best.items()}
-    _print_rates(best, cpu, bytes_per_example, ratios)
-    for name in ("ours (training)", BEFORE, "ours (eval order)", "eval order (before)"):
-        seed_part = (f", {ratios[name]['over_fastest_seed']:.2f}x the fastest seed recipe (target >= 3)"
-                     if fastest_seed else "")
-        print(f"{name}: {ratios[name]['over_ceiling']:.2f}x the raw-read ceiling (target >= 0.8){seed_part}")
-
-    index = shard_index(info)
-    shuffled = [name for name in pipelines if name.startswith("ours (training") or name == BEFORE]
-    figures = {name: mixing.measure(index, one_pass(pipelines[name](), index, args.batch_size), info.num_classes)
-               for name in [*shuffled, "ours (eval order)"]}
-    figures["uniform shuffle (reference)"] = mixing.measure(
-        index, mixing.uniform_shuffle(index, args.batch_size, args.seed), info.num_classes)
+    measurement.warm_cache(inputs.npz_files + inputs.shards)
+    runs = time_pipelines(pipelines, examples, args.repeats)
+    rates = Rates.of(runs)
+    _print_rates(rates, bytes_per_example)
+    figures = mixing_figures(inputs.info, pipelines, args.batch_size, args.seed)
     _print_mixing(figures)
     if args.json_out:
-        report = {
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "machine": {"nproc": os.cpu_count()},
-            "command": ["python", "-m", "benchmarks.input_pipeline", *(sys.argv[1:] if argv is None else argv)],
-            "code": code,
-            "dataset": dataclasses.asdict(dataset),
-            "examples_timed": examples,
-            "reading": dataclasses.asdict(reading),
-            "batch_size": args.batch_size,
-            "num_shards": len(info.splits[data.TRAIN].files),
-            "examples_per_s": best,
-            "cpu_us_per_example": cpu,
-            "runs": {name: [dataclasses.asdict(run) for run in r] for name, r in runs.items()},
-            "read_mb_per_s": {name: best[name] * bytes_per_example[name] / preprocess.MB for name in best},
-            "ratios": ratios,
-            "mixing": {name: dataclasses.asdict(m) for name, m in figures.items()},
-        }
+        report = report_of(sys.argv[1:] if argv is None else argv, code, dataset, examples, inputs, runs, rates,
+                           bytes_per_example, figures)
         with open(args.json_out, "w") as f:
             json.dump(report, f, indent=2)
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmarks.preprocess import MAX_LENGTH, NUM_FEATURES
+from benchmarks.synthetic_data import MAX_LENGTH, NUM_FEATURES
 from transforms import features
 
 if TYPE_CHECKING:  # TensorFlow, Beam and pyarrow load after the flags are parsed: --help stays instant.

@@ -134,28 +134,28 @@ def test_compare_ref_side_runs_the_exported_commit(tmp_path) -> None:
     The rest of its path (timing, checks, ratios) is the one every side takes, run above; a
     second pipeline run here would cost the smoke test ~20 s.
     """
-    from benchmarks import preprocess
+    from benchmarks import measurement, preprocess, source_tree, synthetic_data
 
     tree = str(tmp_path / "tree")
-    commit = preprocess.resolve_commit("HEAD")
+    commit = source_tree.resolve_commit("HEAD")
     assert commit == _head_commit()
-    preprocess.export_commit(commit, tree)
+    source_tree.export_commit(commit, tree)
     side = preprocess.ref_side(commit, tree, ["--quiet"])
     log = str(tmp_path / "imports.log")
-    preprocess.run_measured([sys.executable, "-c", "import beam_pipeline, transforms; "
+    measurement.run_measured([sys.executable, "-c", "import beam_pipeline, transforms; "
                              "print(beam_pipeline.__file__, transforms.__file__)"], log, side.root)
     with open(log) as f:
         imported = f.read().split()
     assert imported == [os.path.join(tree, "beam_pipeline", "__init__.py"), os.path.join(tree, "transforms",
                                                                                           "__init__.py")]
-    dataset = preprocess.Dataset(path="in", files=1, examples=1, raw_bytes=1, npz_bytes=1)
+    dataset = synthetic_data.Dataset(path="in", files=1, examples=1, raw_bytes=1, npz_bytes=1)
     assert side.command(dataset, "out") == preprocess.pipeline_command(dataset, "out", ["--quiet"])
     assert side.writes_manifest and side.label == f"ref: ours at {commit}"
 
 
 def test_compare_records_catches_a_wrong_record() -> None:
     """The output check fails on one value off by more than float rounding, on a wrong label, on padding."""
-    from benchmarks.preprocess import RecordSummary, compare_records
+    from benchmarks.verification import RecordSummary, compare_records
 
     rng = np.random.default_rng(0)
     base = RecordSummary(keys=np.array([[0, 50], [1, 200]]), sums=rng.normal(size=2), squares=np.sort(rng.random(2)),

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import collections
 import json
-import pickle
 
-import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.testing.util import assert_that
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from beam_pipeline.finalize import scratch
 from beam_pipeline.reading.samples import SampleBatch
 from beam_pipeline.statistics import drift, tfdv_histograms
 from beam_pipeline.statistics.feature_stats import (
-    FeatureStatsFn,
-    MergeStatsFn,
     StatsAccumulator,
     StatsOptions,
     channel_name,
     feature,
+    merge_partials,
     read_stats,
     stats_path,
     write_stats,
@@ -49,12 +46,17 @@ def make_batches(seed: int, num_batches: int = 4, per_batch: int = 60, shift=0.0
     return batches
 
 
-def stats_of(batches: list[SampleBatch], spec: DatasetSpec = SPEC,
-             options: StatsOptions | None = None) -> statistics_pb2.DatasetFeatureStatistics:
+def accumulator(batches: list[SampleBatch], spec: DatasetSpec = SPEC,
+                options: StatsOptions | None = None) -> StatsAccumulator:
     acc = StatsAccumulator.create(spec, options)
     for b in batches:
         acc.add(b)
-    return acc.to_proto()
+    return acc
+
+
+def stats_of(batches: list[SampleBatch], spec: DatasetSpec = SPEC,
+             options: StatsOptions | None = None) -> statistics_pb2.DatasetFeatureStatistics:
+    return accumulator(batches, spec, options).to_proto()
 
 
 def all_values(batches: list[SampleBatch]) -> np.ndarray:
@@ -62,8 +64,7 @@ def all_values(batches: list[SampleBatch]) -> np.ndarray:
 
 
 def quantile_bounds(stats: statistics_pb2.FeatureNameStatistics) -> np.ndarray:
-    low, high, _ = tfdv_histograms.bins(tfdv_histograms.find(stats.num_stats, Histogram.QUANTILES))
-    return np.concatenate([low[:1], high])
+    return tfdv_histograms.boundaries(tfdv_histograms.find(stats.num_stats, Histogram.QUANTILES))
 
 
 def assert_within_rank_error(boundaries: np.ndarray, exact: np.ndarray, error: float,
@@ -181,16 +182,13 @@ def test_standard_histogram_follows_numpy_within_the_rank_error(batches, stats):
     assert np.abs(counts - exact).max() <= 2 * (0.01 + 0.001) * len(values)
 
 
-def test_statistics_do_not_depend_on_batching_merging_or_pickling(batches, stats):
-    parts = []
-    for i in range(0, len(batches), 2):
-        part = StatsAccumulator.create(SPEC)
-        for b in batches[i:i + 2]:
-            part.add(b)
-        part.compact()
-        parts.append(pickle.loads(pickle.dumps(part)))
-    fn = MergeStatsFn(SPEC)
-    merged = fn.extract_output(fn.add_input(fn.add_input(fn.create_accumulator(), parts[1]), parts[0]))
+def test_statistics_do_not_depend_on_batching_merging_or_pickling(tmp_path, batches, stats):
+    """Partial accumulators saved as the job's steps save them (finalize/scratch.py), merged as
+    finalizing merges them, give the statistics of one accumulator fed everything."""
+    out = str(tmp_path)
+    for i in range(0, len(batches), 2):   # named so that the file order is not the stream's
+        scratch.write_step(out, f"part-{9 - i}", [], partial_stats=("train", accumulator(batches[i:i + 2])))
+    merged = merge_partials(scratch.read_partial_stats(out), SPEC)["train"]
     for c in range(CHANNELS):
         got, want = feature(merged, channel_name(c)).num_stats, feature(stats, channel_name(c)).num_stats
         np.testing.assert_allclose([got.mean, got.std_dev], [want.mean, want.std_dev], rtol=1e-12)
@@ -203,46 +201,29 @@ def test_same_stream_gives_the_same_proto(batches, stats):
     assert stats_of(batches).SerializeToString(deterministic=True) == stats.SerializeToString(deterministic=True)
 
 
-def test_partial_accumulators_combine_per_split_in_beam(batches):
-    """The pipeline's pattern: partial accumulators built in a DoFn (one per shard), then
-    CombinePerKey(split) with MergeStatsFn."""
-    train, evaluation = batches[:3], batches[3:]
-
-    def partials(shard):
-        split, shard_batches = shard
-        acc = StatsAccumulator.create(SPEC)
-        for b in shard_batches:
-            acc.add(b)
-        acc.compact()
-        yield split, acc
-
-    shards = [("train", train[:2]), ("train", train[2:]), ("eval", evaluation)]
-
-    def check(results):
-        by_split = dict(results)
-        assert sorted(by_split) == ["eval", "train"]
-        for split, split_batches in (("train", train), ("eval", evaluation)):
-            values = all_values(split_batches)
-            num = feature(by_split[split], "x[0]").num_stats
-            np.testing.assert_allclose(num.mean, values[:, 0].mean(), rtol=1e-12)
-            assert by_split[split].num_examples == sum(len(b) for b in split_batches)
-
-    with beam.Pipeline() as p:
-        out = (p | beam.Create(shards) | beam.FlatMap(partials) | beam.CombinePerKey(MergeStatsFn(SPEC)))
-        assert_that(out, check)
-
-
-def test_combine_fn_over_sample_batches_in_beam(batches):
-    with beam.Pipeline() as p:
-        out = p | beam.Create(batches) | beam.CombineGlobally(FeatureStatsFn(SPEC))
-
-        def check(results):
-            (stats,) = results
-            assert stats.num_examples == sum(len(b) for b in batches)
-            np.testing.assert_allclose(feature(stats, "x[2]").num_stats.mean, all_values(batches)[:, 2].mean(),
-                                       rtol=1e-12)
-
-        assert_that(out, check)
+def test_each_split_merges_its_own_shards_and_a_retried_shard_replaces_its_first_attempt(tmp_path):
+    """The job's path: the analyze pass saves the training split's accumulator, each eval shard
+    its own (a retried shard saves again under the same name); the launcher merges per split.
+    Checked against NumPy in float64."""
+    out = str(tmp_path)
+    train, evaluation = make_batches(4, num_batches=3), make_batches(5, num_batches=3, shift=[3.0, 0.0, 0.0])
+    for step, split, part in (("statistics", "train", train), ("shard-eval-00000", "eval", evaluation[:1]),
+                              ("shard-eval-00001", "eval", train),              # a failed first attempt ...
+                              ("shard-eval-00001", "eval", evaluation[1:])):    # ... replaced by its retry
+        scratch.write_step(out, step, [], partial_stats=(split, accumulator(part)))
+    merged = merge_partials(scratch.read_partial_stats(out), SPEC)
+    assert sorted(merged) == ["eval", "train"]
+    for split, split_batches in (("train", train), ("eval", evaluation)):
+        values = all_values(split_batches)
+        assert merged[split].num_examples == sum(len(b) for b in split_batches)
+        for c in range(CHANNELS):
+            num = feature(merged[split], channel_name(c)).num_stats
+            np.testing.assert_allclose([num.mean, num.std_dev], [values[:, c].mean(), values[:, c].std()], rtol=1e-9)
+            assert (num.min, num.max, num.num_zeros) == (values[:, c].min(), values[:, c].max(),
+                                                         np.count_nonzero(values[:, c] == 0))
+        labels = collections.Counter(np.concatenate([b.labels for b in split_batches]).tolist())
+        got = {b.label: b.sample_count for b in feature(merged[split], "label").string_stats.rank_histogram.buckets}
+        assert got == {str(k): v for k, v in labels.items()}
 
 
 def test_binary_file_round_trips_as_load_stats_binary_reads_it(tmp_path, stats):

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -280,19 +279,6 @@ def test_serving_raw_examples_matches_the_model_on_bucketed_records(sequences, b
     assert compared == len(samples) == 64 and len(info.splits["eval"].buckets) == 3
 
 
-_FRESH_PROCESS = textwrap.dedent("""
-    import sys
-    import numpy as np
-    import tensorflow as tf
-    serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-    examples = tf.constant([r.numpy() for r in tf.data.TFRecordDataset(sys.argv[2])])
-    np.save(sys.argv[3], serve(examples=examples)["probabilities"].numpy())
-    ours = sorted(m for m in sys.modules if m.split(".")[0] in
-                  ("trainer", "transforms", "beam_pipeline", "tensorflow_transform", "tf_keras"))
-    print("modules:", ours)
-""")
-
-
 @pytest.mark.parametrize("kind", ["sequences", "images"])
 def test_the_serving_model_loads_in_a_fresh_process_with_tensorflow_only(kind, request, tmp_path):
     data_dir, npz_dir = request.getfixturevalue(kind)
@@ -310,9 +296,9 @@ def test_the_serving_model_loads_in_a_fresh_process_with_tensorflow_only(kind, r
     transform_fn = os.path.join(data_dir, "transform_fn")
     os.rename(transform_fn, transform_fn + ".away")
     try:
-        proc = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, serving_dir, str(tmp_path / "requests.tfrecord"),
-                               str(tmp_path / "probabilities.npy")], cwd=tmp_path, capture_output=True, text=True,
-                              env=env, timeout=300)
+        proc = subprocess.run([sys.executable, "-m", "tests.support.serve_fresh", serving_dir,
+                               str(tmp_path / "requests.tfrecord"), str(tmp_path / "probabilities.npy")],
+                              cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     finally:
         os.rename(transform_fn + ".away", transform_fn)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -323,30 +309,8 @@ def test_the_serving_model_loads_in_a_fresh_process_with_tensorflow_only(kind, r
 
 # --- distribution and the CLI -------------------------------------------------------------
 
-_MIRRORED = textwrap.dedent("""
-    import json, os, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from trainer import data, strategy, train
-    from trainer.config import TrainConfig
-    dist = strategy.make_strategy("mirrored")
-    features, _ = next(iter(data.distribute(dist, data.load(sys.argv[1]), "train", 24, training=True)))
-    shapes = [list(t.shape) for t in dist.experimental_local_results(features["x"])]
-    config = dict(epochs=4, batch_size=24, strategy="mirrored", progress=0, throughput_batches=5)
-    metrics = train.train(TrainConfig(sys.argv[1], sys.argv[2], **config))
-    # Length buckets: the padded length of each replica's batch, step by step.
-    steps = iter(data.distribute(dist, data.load(sys.argv[3]), "train", 24, training=True))
-    lengths = [[t.shape[1] for t in dist.experimental_local_results(next(steps)[0]["x"])] for _ in range(30)]
-    bucketed = train.train(TrainConfig(sys.argv[3], sys.argv[4], **config))
-    print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics, "lengths": lengths, "bucketed": bucketed}),
-          flush=True)
-    os._exit(0)  # the tf.Transform teardown segfault must not decide the exit code
-""")
-
-
 def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences, bucketed_sequences, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED, sequences[0], str(tmp_path / "model"),
+    proc = subprocess.run([sys.executable, "-m", "tests.support.mirrored_train", sequences[0], str(tmp_path / "model"),
                            bucketed_sequences[0], str(tmp_path / "bucketed")],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))

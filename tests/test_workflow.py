@@ -22,7 +22,7 @@ import yaml
 
 from beam_pipeline.sample_data import write_dataset
 from tests.support.helpers import REPO
-from workflow import fingerprint, publish, storage
+from workflow import fingerprint, publish, steps, storage
 
 STEPS = ["fingerprint", "preprocess", "train", "validate", "publish"]
 
@@ -138,8 +138,7 @@ def test_an_unchanged_rerun_is_served_from_the_cache(ws, first, rerun):
     assert "already the published model" in rerun["steps"]["validate"]["reason"]
     assert rerun["steps"]["publish"]["result"] == "up to date"
     assert pointer(ws) == first[1]
-    assert len(executions(ws, "preprocess")) == len(executions(ws, "train")) == 1
-    assert rerun["elapsed_s"] < first[0]["elapsed_s"] / 2
+    assert len(executions(ws, "preprocess")) == len(executions(ws, "train")) == 1   # neither ran again
 
 
 def test_a_failed_step_leaves_the_published_model_and_the_cached_outputs_in_place(ws, first, failed):
@@ -216,13 +215,17 @@ def test_the_fingerprint_follows_content_and_trusts_unchanged_size_and_mtime(tmp
     touched = fingerprint.data_fingerprint(splits, cache)
     assert (touched.key, touched.hashed) == (first.key, 1)
     (tmp_path / "b.npy").write_bytes(b"BBBB")
-    assert fingerprint.data_fingerprint(splits, cache).key != first.key
+    changed = fingerprint.data_fingerprint(splits, cache)
+    assert changed.key != first.key
     # The documented trade-off: same size and mtime means the remembered hash is used, unread.
-    entries = fingerprint.load_stat_cache(cache)
+    entries = storage.read_json(cache)
     entries[str(tmp_path / "b.npy")]["sha256"] = "0" * 64
-    fingerprint.save_stat_cache(cache, entries)
-    assert fingerprint.data_fingerprint(splits, cache).hashed == 0
-    assert fingerprint.data_fingerprint(splits, "").key == fingerprint.data_fingerprint(splits, "").key
+    storage.write_json(cache, entries)
+    stale = fingerprint.data_fingerprint(splits, cache)
+    assert (stale.hashed, stale.reused) == (0, 2) and stale.key != changed.key
+    # Without a stat cache every file is read: the key is the content's, whatever a cache says.
+    fresh = fingerprint.data_fingerprint(splits, "")
+    assert (fresh.key, fresh.hashed, fresh.reused) == (changed.key, 2, 0)
 
 
 def test_the_code_version_follows_the_sources_only(tmp_path, monkeypatch):
@@ -236,6 +239,20 @@ def test_the_code_version_follows_the_sources_only(tmp_path, monkeypatch):
     assert fingerprint.code_version(["some_step_pkg"]) == before
     (package / "core.py").write_text("X = 2\n")
     assert fingerprint.code_version(["some_step_pkg"]) != before
+
+
+@pytest.mark.parametrize("packages, code", [(["beam_pipeline"], steps.PREPROCESS_CODE),
+                                            (["trainer"], steps.TRAIN_CODE)])
+def test_a_step_code_version_covers_every_project_module_its_code_imports(packages, code):
+    """A module a step runs that its code version leaves out (a package missing from the list)
+    would let an edit to it go unseen: the step would be served a stale cached result."""
+    proc = subprocess.run([sys.executable, "-m", "tests.support.project_imports", *packages], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = set(proc.stdout.split())
+    assert any(path.endswith(os.path.join("cli_support", "console.py")) for path in loaded)   # the listing works
+    covered = {os.path.realpath(path) for module in code for path, _ in fingerprint.source_files(module)}
+    assert sorted(loaded - covered) == []
 
 
 @pytest.mark.parametrize("metrics, current, approved, reason", [

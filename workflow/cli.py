@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Any
 
-from cli_support import console
+from cli_support import console, paths
 from cli_support.errors import RunFailedError, UsageError
 from trainer import outputs as model_outputs
 from workflow import publish, report, storage
@@ -78,15 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _absolute(path: str) -> str:
-    """A local path made absolute: the steps resolve it in their own processes."""
-    return path if storage.is_remote(path) else os.path.abspath(path)
-
-
 def _checked_globs(patterns: list[str]) -> list[str]:
     """Absolute patterns; a local one that matches nothing is a usage error now, not a failed step."""
-    patterns = [_absolute(p) for p in patterns]
-    empty = [p for p in patterns if not storage.is_remote(p) and not glob.glob(p)]
+    patterns = [paths.absolute(p) for p in patterns]
+    empty = [p for p in patterns if not paths.is_remote(p) and not glob.glob(p)]
     if empty:
         raise UsageError(f"no file matches {empty[0]}")
     return patterns
@@ -94,7 +89,7 @@ def _checked_globs(patterns: list[str]) -> list[str]:
 
 def _parameters(args: argparse.Namespace, root: str) -> dict[str, Any]:
     return {"input_globs": _checked_globs(args.input), "eval_globs": _checked_globs(args.eval_input),
-            "publish_dir": _absolute(args.publish_dir),
+            "publish_dir": paths.absolute(args.publish_dir),
             "epochs": args.epochs, "batch_size": args.batch_size, "min_accuracy": args.min_accuracy,
             "max_regression": args.max_regression, "runner": args.runner, "project": args.project,
             "region": args.region, "bucket": args.bucket, "preprocess_args": args.preprocess_arg,
@@ -142,7 +137,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         return
     where = storage.join(summary["publish_dir"], current["path"], model_outputs.SERVING_DIR)
     print(f"published model: {where} (version {current['version']}; eval {json.dumps(current['metrics']['eval'])})")
-    if not storage.is_remote(where):
+    if not paths.is_remote(where):
         print(f"  stable path: {os.path.join(summary['publish_dir'], publish.CURRENT_LINK, model_outputs.SERVING_DIR)}")
 
 

@@ -20,8 +20,10 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
+
+from cli_support import paths
+from workflow import storage
 
 _CHUNK = 8 << 20
 
@@ -45,12 +47,12 @@ def match(patterns: Sequence[str]) -> list[str]:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    paths = []
+    found = []
     for pattern, result in zip(patterns, FileSystems.match(list(patterns))):
         if not result.metadata_list:
             raise ValueError(f"no file matches {pattern}")
-        paths += [m.path for m in result.metadata_list]
-    return sorted(set(paths))
+        found += [m.path for m in result.metadata_list]
+    return sorted(set(found))
 
 
 def sha256_file(path: str) -> str:
@@ -59,22 +61,6 @@ def sha256_file(path: str) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_stat_cache(path: str) -> dict[str, dict]:
-    if not path or not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def save_stat_cache(path: str, cache: Mapping[str, dict]) -> None:
-    """Replaces the stat cache atomically: a killed run leaves the old one, never half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".stat-cache-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(cache, f)
-    os.replace(tmp, path)
 
 
 def _local_digest(path: str, cache: dict[str, dict]) -> tuple[str, bool]:
@@ -97,23 +83,23 @@ def data_fingerprint(splits: Mapping[str, Sequence[str]], stat_cache: str = "") 
     """
     from apache_beam.io.filesystems import FileSystems
 
-    cache = load_stat_cache(stat_cache)
+    cache = (storage.read_json(stat_cache) or {}) if stat_cache else {}
     rows, hashed, reused, remote = [], 0, 0, 0
     for split in sorted(splits):
         for path in match(splits[split]):
-            if "://" in path:
+            if paths.is_remote(path):
                 digest, remote = f"checksum:{FileSystems.checksum(path)}", remote + 1
             else:
                 sha, read = _local_digest(path, cache)
                 digest, hashed, reused = f"sha256:{sha}", hashed + read, reused + (not read)
             rows.append([split, path, digest])
     if stat_cache and hashed:
-        save_stat_cache(stat_cache, cache)
+        storage.write_json(stat_cache, cache)   # atomic: a killed run leaves the old cache, never half of one
     key = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
     return DataFingerprint(key=key, files=len(rows), hashed=hashed, reused=reused, remote=remote)
 
 
-def _source_files(module: str) -> list[tuple[str, str]]:
+def source_files(module: str) -> list[tuple[str, str]]:
     """(path, name relative to the module) of a module's or a package's .py files, sorted."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
@@ -137,7 +123,7 @@ def code_version(modules: Sequence[str]) -> str:
     """
     h = hashlib.sha256()
     for module in modules:
-        for path, name in _source_files(module):
+        for path, name in source_files(module):
             with open(path, "rb") as f:
                 h.update(f"{module}/{name}\0".encode() + f.read() + b"\0")
     return h.hexdigest()

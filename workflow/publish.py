@@ -26,6 +26,7 @@ import shutil
 import uuid
 from typing import Any
 
+from cli_support import paths
 from trainer.outputs import METRICS_FILE, SERVING_DIR
 from transforms import outputs
 from workflow import report, storage
@@ -122,7 +123,7 @@ def publish(model_dir: str, model_uri: str, dataset_dir: str, dataset_uri: str, 
     """The publish step: makes the candidate the current model; returns its version."""
     current = published(publish_dir)
     if current is not None and current["model_uri"] == model_uri:
-        if not storage.is_remote(publish_dir):
+        if not paths.is_remote(publish_dir):
             _point_link(publish_dir, current["version"])   # in case a run was killed between the two switches
         report.record("publish", result="up to date", version=current["version"], publish_dir=publish_dir)
         return current["version"]
@@ -133,12 +134,12 @@ def publish(model_dir: str, model_uri: str, dataset_dir: str, dataset_uri: str, 
                           if k in ("train", "eval")},
               "published_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "previous_version": current["version"] if current else None}
-    if storage.is_remote(publish_dir):
+    if paths.is_remote(publish_dir):
         _fill_version(storage.join(publish_dir, VERSIONS_DIR, version), model_dir, dataset_dir, record)
     else:
         _write_local_version(publish_dir, version, model_dir, dataset_dir, record)
     storage.write_json(storage.join(publish_dir, POINTER), record)   # the switch: one atomic write
-    if not storage.is_remote(publish_dir):
+    if not paths.is_remote(publish_dir):
         _point_link(publish_dir, version)
     report.record("publish", result="published", version=version, publish_dir=publish_dir)
     return version

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cli_support import paths
 from trainer import outputs as model_outputs
 from transforms import outputs
 from transforms.manifest import Manifest
@@ -39,7 +40,7 @@ def location(uri: str, path: str) -> str:
     On Vertex AI an artifact's `path` is a /gcs/... FUSE mount of its gs:// URI. Beam and
     TensorFlow read and write gs:// natively, and Dataflow workers cannot see the mount.
     """
-    return uri if storage.is_remote(uri) else path
+    return uri if paths.is_remote(uri) else path
 
 
 def fingerprint(input_globs: Sequence[str], eval_globs: Sequence[str], stat_cache: str) -> tuple[str, str]:

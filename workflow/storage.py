@@ -14,13 +14,11 @@ import shutil
 import tempfile
 from typing import Any
 
-
-def is_remote(path: str) -> bool:
-    return "://" in path
+from cli_support import paths
 
 
 def join(base: str, *parts: str) -> str:
-    if is_remote(base):
+    if paths.is_remote(base):
         from apache_beam.io.filesystems import FileSystems
 
         return FileSystems.join(base, *parts)
@@ -29,7 +27,7 @@ def join(base: str, *parts: str) -> str:
 
 def read_json(path: str) -> Any:
     """The JSON document at path, or None when there is no such file."""
-    if not is_remote(path):
+    if not paths.is_remote(path):
         if not os.path.exists(path):
             return None
         with open(path) as f:
@@ -50,7 +48,7 @@ def write_json(path: str, document: Any) -> None:
     becomes visible only once its upload completes, so a plain write has the same property.
     """
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    if is_remote(path):
+    if paths.is_remote(path):
         from apache_beam.io.filesystem import CompressionTypes
         from apache_beam.io.filesystems import FileSystems
 
@@ -76,7 +74,7 @@ def copy_tree(src: str, dst: str) -> int:
     Raises:
       FileNotFoundError: src holds no file.
     """
-    if not is_remote(src) and not is_remote(dst):
+    if not paths.is_remote(src) and not paths.is_remote(dst):
         if not os.path.isdir(src):
             raise FileNotFoundError(f"no directory {src}")
         shutil.copytree(src, dst)
@@ -102,7 +100,7 @@ def copy_file(src: str, dst: str) -> None:
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    if not is_remote(dst):
+    if not paths.is_remote(dst):
         os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     plain = CompressionTypes.UNCOMPRESSED
     with FileSystems.open(src, compression_type=plain) as r, FileSystems.create(dst, compression_type=plain) as w:

@@ -23,6 +23,7 @@ from beam_pipeline import errors, progress
 from beam_pipeline.errors import UsageError
 from beam_pipeline.planning.plan import FileTask
 from beam_pipeline.reading import layouts, reader
+from cli_support import paths
 from transforms.features import DatasetSpec
 
 _SCAN_THREADS = 16
@@ -56,7 +57,7 @@ def _read_labels_csv(path: str) -> dict[str, str]:
         if not row or row[0].strip().lower() == "path" or len(row) < 2:
             continue
         file_path = row[0].strip()
-        if "://" not in file_path and not posixpath.isabs(file_path):
+        if not paths.is_remote(file_path) and not posixpath.isabs(file_path):
             file_path = posixpath.normpath(posixpath.join(base, file_path))
         labels[file_path] = row[1].strip()
     return labels
@@ -99,8 +100,11 @@ def _refuse_directory(pattern: str, flag: str) -> None:
     directory = pattern.rstrip("/")
     if any(c in directory for c in "*?[") or not directory:
         return
-    local_dir = "://" not in directory and os.path.isdir(directory)
-    if local_dir or ("://" in directory and FileSystems.match([directory + "/*"])[0].metadata_list):
+    if paths.is_remote(directory):
+        is_directory = bool(FileSystems.match([directory + "/*"])[0].metadata_list)
+    else:
+        is_directory = os.path.isdir(directory)
+    if is_directory:
         raise UsageError(f"{flag} {pattern} is a directory: did you mean '{directory}/*.npz' "
                          f"(or '{directory}/*.npy', '{directory}/**')?")
 

@@ -75,6 +75,36 @@ def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.n
     return values[rows]
 
 
+def _problems(plan: FilePlan, values: np.ndarray, lengths: np.ndarray, labels: np.ndarray, offsets: np.ndarray,
+              row_bytes: int, max_sample_bytes: int) -> list[tuple[np.ndarray, str, str]]:
+    """(mask over the samples, reason, message) of each check, in the order refusals are named."""
+    problems: list[tuple[np.ndarray, str, str]] = [
+        (lengths == 0, errors.EMPTY_SAMPLE, "the sample has zero time steps"),
+        (lengths * row_bytes > max_sample_bytes, errors.TOO_LARGE,
+         f"the sample exceeds --max_sample_bytes={max_sample_bytes}"),
+    ]
+    # The whole-array check first: 15x cheaper than the per-row one, which only bad data pays.
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        bad_rows = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        problems.append((_segment_any(bad_rows, offsets[:-1], offsets[1:]), errors.NON_FINITE,
+                         "the sample holds NaN or Inf"))
+    if plan.label_kind == "int":
+        problems.append((labels < 0, errors.BAD_LABEL, "negative class id"))
+    return problems
+
+
+def _refuse(problems: list[tuple[np.ndarray, str, str]], index: np.ndarray
+            ) -> tuple[np.ndarray, list[errors.BadInputError]]:
+    """Which samples are refused, and one error per refused sample (its first problem)."""
+    refused = np.zeros(len(index), dtype=bool)
+    refusals = []
+    for mask, reason, message in problems:
+        new = mask & ~refused
+        refusals.extend(errors.BadInputError(reason, message, int(i)) for i in index[new])
+        refused |= mask
+    return refused, refusals
+
+
 def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetSpec,
                    max_sample_bytes: int, chunk_bytes: int,
                    sample_range: tuple[int, int] | None = None) -> Selection:
@@ -91,41 +121,19 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
       sample_range: [start, stop) of the samples to consider; all when None.
     """
     start, stop = sample_range or (0, plan.num_samples)
-    lengths = plan.lengths[start:stop]
+    lengths, labels = plan.lengths[start:stop], plan.labels[start:stop]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    starts, ends = offsets[:-1], offsets[1:]
     row_bytes = max(1, int(np.prod(spec.trailing_shape, dtype=np.int64))) * values.dtype.itemsize
-    labels = plan.labels[start:stop]
     index = np.arange(start, stop, dtype=np.int64)
-
-    problems: list[tuple[np.ndarray, str, str]] = [
-        (lengths == 0, errors.EMPTY_SAMPLE, "the sample has zero time steps"),
-        (lengths * row_bytes > max_sample_bytes, errors.TOO_LARGE,
-         f"the sample exceeds --max_sample_bytes={max_sample_bytes}"),
-    ]
-    # The whole-array check first: 15x cheaper than the per-row one, which only bad data pays.
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        bad_rows = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-        problems.append((_segment_any(bad_rows, starts, ends), errors.NON_FINITE, "the sample holds NaN or Inf"))
-    if plan.label_kind == "int":
-        problems.append((labels < 0, errors.BAD_LABEL, "negative class id"))
-
-    refused = np.zeros(len(lengths), dtype=bool)
-    refusals = []
-    for mask, reason, message in problems:
-        new = mask & ~refused
-        refusals.extend(errors.BadInputError(reason, message, int(i)) for i in index[new])
-        refused |= mask
+    refused, refusals = _refuse(_problems(plan, values, lengths, labels, offsets, row_bytes, max_sample_bytes), index)
     keep = ~refused
     kept_lengths = np.minimum(lengths[keep], spec.max_length)
     truncated = int(np.count_nonzero(lengths[keep] > spec.max_length))
-
-    kept_starts = starts[keep]
     if truncated == 0 and keep.all():
         # The common case: everything valid, take contiguous views instead of copies.
         kept_values = values
     else:
-        kept_values = _gather(values, kept_starts, kept_lengths)
+        kept_values = _gather(values, offsets[:-1][keep], kept_lengths)
     batches = _cut_batches(SampleBatch(path, index[keep], kept_values, kept_lengths, labels[keep]),
                            row_bytes, chunk_bytes)
     return Selection(batches, refusals, truncated)

@@ -1,17 +1,19 @@
 """HTML building blocks of the report: the page, escaping, tables, images, badges.
 
 A string.Template and a few helpers, not a template engine: the page is a handful of
-sections of tables and images, and every value from data goes through `esc`.
+sections of tables and images, and every value from data goes through `esc` (markupsafe's
+escape; HTML built here is a markupsafe `Markup`, which it leaves as it is).
 """
 
 from __future__ import annotations
 
-import html
 import string
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
+from markupsafe import escape as esc  # for HTML text and attributes, quotes included
 
 NOT_RECORDED = "not recorded"
 
@@ -35,15 +37,6 @@ $body
 """)
 
 
-class Raw(str):
-    """HTML built here (not data): inserted into a table without escaping."""
-
-
-def esc(value: Any) -> str:
-    """Escapes anything for HTML text and attributes."""
-    return value if isinstance(value, Raw) else html.escape(str(value), quote=True)
-
-
 def fmt(value: Any) -> str:
     """Numbers compactly (4 significant digits for floats), anything else as text."""
     if isinstance(value, bool) or value is None:
@@ -56,7 +49,7 @@ def fmt(value: Any) -> str:
 
 
 def table(headers: list[str], rows: Iterable[list[Any]]) -> str:
-    """An HTML table; every cell escaped unless Raw, numbers right-aligned."""
+    """An HTML table; every cell escaped unless Markup, numbers right-aligned."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for row in rows:
@@ -70,10 +63,10 @@ def img(uri: str, alt: str) -> str:
     return f'<img src="{esc(uri)}" alt="{esc(alt)}">'
 
 
-def flag(drifted: bool | None) -> Raw:
+def flag(drifted: bool | None) -> Markup:
     if drifted is None:
-        return Raw('<span class="muted">-</span>')
-    return Raw('<span class="flag">drift</span>' if drifted else '<span class="ok">ok</span>')
+        return Markup('<span class="muted">-</span>')
+    return Markup('<span class="flag">drift</span>' if drifted else '<span class="ok">ok</span>')
 
 
 def more(total: int, shown: int, what: str) -> str:

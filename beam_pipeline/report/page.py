@@ -188,8 +188,8 @@ def _standard_bars(stats: statistics_pb2.FeatureNameStatistics | None) -> Binned
     histogram = tfdv_histograms.find(stats.num_stats, statistics_pb2.Histogram.STANDARD)
     if histogram is None or not histogram.buckets:
         return None
-    low, high, counts = tfdv_histograms.bins(histogram)
-    return BinnedCounts(np.concatenate([low[:1], high]), counts)
+    _, _, counts = tfdv_histograms.bins(histogram)
+    return BinnedCounts(tfdv_histograms.boundaries(histogram), counts)
 
 
 def _feature(run: RunOutputs, split: str, name: str) -> statistics_pb2.FeatureNameStatistics | None:

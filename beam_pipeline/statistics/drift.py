@@ -35,29 +35,14 @@ DEFAULT_JSD_THRESHOLD = 0.02
 DEFAULT_L_INFINITY_THRESHOLD = 0.15
 
 
-def _cumulative(histogram: statistics_pb2.Histogram) -> tuple[np.ndarray, np.ndarray]:
-    """A QUANTILES histogram's boundaries and the count at or below each (0 at the minimum:
-    TFDV puts the minimum's count in the first bucket)."""
-    low, high, count = tfdv_histograms.bins(histogram)
-    return np.concatenate([low[:1], high]), np.concatenate([[0.0], np.cumsum(count)])
-
-
-def _bin_counts(quantiles: np.ndarray, cumulative: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts in (-inf, e0], (e0, e1], ..., (e_last, inf) from a split's quantiles."""
-    at_edges = tfdv_histograms.cdf(quantiles, cumulative, edges)
-    return np.diff(at_edges, prepend=0.0, append=cumulative[-1])
-
-
 def quantile_bin_counts(train: statistics_pb2.Histogram, evaluation: statistics_pb2.Histogram
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Both splits' counts in the bins cut at train's distinct inner quantiles (deciles by
     default). Eval's are read off its own quantiles, its CDF interpolated linearly as TFDV
     does to derive equi-width histograms. The splits' min and max are not edges: within an
     outermost bucket, which an outlier can stretch far, linear interpolation is poor."""
-    train_q, train_cum = _cumulative(train)
-    eval_q, eval_cum = _cumulative(evaluation)
-    edges = np.unique(train_q[1:-1])
-    return _bin_counts(train_q, train_cum, edges), _bin_counts(eval_q, eval_cum, edges)
+    edges = np.unique(tfdv_histograms.boundaries(train)[1:-1])
+    return tfdv_histograms.counts_between(train, edges), tfdv_histograms.counts_between(evaluation, edges)
 
 
 def _jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:

@@ -19,8 +19,10 @@ feeds its first `exact_rows` rows, then a seeded random 1 in `sample_every` rows
 weight: small data is sketched in full, the sketch's share of 1 GB is under 1 s
 (benchmarks/feature_stats.py; figures in docs/report.md).
 
-`StatsAccumulator` is picklable and mergeable: partial accumulators built anywhere (one
-per output shard) merge into the split's statistics (`MergeStatsFn` in CombinePerKey).
+`StatsAccumulator` is picklable and mergeable in any order. The job's steps each build one
+(the analyze pass for the training split, each eval output shard for its own) and leave it in
+the run's scratch space with their records (finalize/scratch.py); finalizing the run merges
+them per split (`merge_partials`) and writes each split's statistics (`write_stats`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -302,43 +303,6 @@ class StatsAccumulator:
         buckets = self.options.num_values_histogram_buckets
         q, cum = self.lengths.quantiles(buckets)
         return tfdv_histograms.quantiles_histogram(q[0] * per_step, cum[0], buckets)
-
-
-class FeatureStatsFn(beam.CombineFn):
-    """SampleBatches of one split -> its DatasetFeatureStatistics."""
-
-    def __init__(self, spec: DatasetSpec, options: StatsOptions | None = None):
-        self._spec = spec
-        self._options = options or StatsOptions()
-
-    def create_accumulator(self) -> StatsAccumulator:
-        return StatsAccumulator.create(self._spec, self._options)
-
-    def add_input(self, acc: StatsAccumulator, batch: SampleBatch) -> StatsAccumulator:
-        acc.add(batch)
-        return acc
-
-    def merge_accumulators(self, accumulators) -> StatsAccumulator:
-        accumulators = iter(accumulators)
-        first = next(accumulators)
-        for other in accumulators:
-            first.merge_from(other)
-        return first
-
-    def compact(self, acc: StatsAccumulator) -> StatsAccumulator:
-        acc.compact()
-        return acc
-
-    def extract_output(self, acc: StatsAccumulator) -> statistics_pb2.DatasetFeatureStatistics:
-        return acc.to_proto()
-
-
-class MergeStatsFn(FeatureStatsFn):
-    """Partial StatsAccumulators (e.g. one per shard, `compact()`ed) -> the split's statistics."""
-
-    def add_input(self, acc: StatsAccumulator, partial: StatsAccumulator) -> StatsAccumulator:
-        acc.merge_from(partial)
-        return acc
 
 
 def stats_path(output_dir: str, split: str) -> str:

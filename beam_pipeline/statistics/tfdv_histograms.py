@@ -80,6 +80,22 @@ def bins(histogram: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return rows[:, 0], rows[:, 1], rows[:, 2]
 
 
+def boundaries(histogram: Histogram) -> np.ndarray:
+    """A histogram's bucket boundaries: the first bucket's low, then every bucket's high."""
+    low, high, _ = bins(histogram)
+    return np.concatenate([low[:1], high])
+
+
+def counts_between(quantiles: Histogram, edges: np.ndarray) -> np.ndarray:
+    """A QUANTILES histogram's counts in (-inf, e0], (e0, e1], ..., (e_last, inf), its CDF
+    interpolated linearly between boundaries as `cdf` does. The count at or below each
+    boundary starts at 0 at the minimum (TFDV puts the minimum's count in the first bucket)."""
+    _, _, counts = bins(quantiles)
+    cumulative = np.concatenate([[0.0], np.cumsum(counts)])
+    at_edges = cdf(boundaries(quantiles), cumulative, edges)
+    return np.diff(at_edges, prepend=0.0, append=cumulative[-1])
+
+
 def find(numeric: statistics_pb2.NumericStatistics, kind: int) -> Histogram | None:
     """The histogram of a kind (Histogram.STANDARD or QUANTILES), or None."""
     return next((h for h in numeric.histograms if h.type == kind), None)
