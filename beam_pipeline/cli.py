@@ -26,7 +26,7 @@ import numpy as np
 from beam_pipeline.errors import RunFailedError, UsageError
 from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
-from cli_support import console
+from cli_support import console, paths
 from transforms import features, outputs
 from transforms.manifest import Manifest
 
@@ -95,16 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _absolute(path: str) -> str:
-    """A local path made absolute; a URL (gs://, s3://) as it is.
-
-    Workers open paths in their own working directory (a Flink task manager, a Beam worker
-    pool), where a relative path names another file, or none: the run would quarantine
-    every input and write its shards where the launcher never looks.
-    """
-    return path if "://" in path else os.path.abspath(path)
-
-
 def _unknown_flags(beam_args: list[str]) -> list[str]:
     """Flags neither this tool nor any Beam PipelineOptions class defines (typos, mostly).
 
@@ -121,13 +111,15 @@ def _unknown_flags(beam_args: list[str]) -> list[str]:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """The tool's flags, with local paths made absolute; and the flags for Beam."""
+    """The tool's flags, with local paths made absolute (workers open them in their own working
+    directory: a relative path would quarantine every input and write shards where the launcher
+    never looks); and the flags for Beam."""
     args, beam_args = build_parser().parse_known_args(argv)
-    args.input = [_absolute(p) for p in args.input]
-    args.eval_input = [_absolute(p) for p in args.eval_input]
+    args.input = [paths.absolute(p) for p in args.input]
+    args.eval_input = [paths.absolute(p) for p in args.eval_input]
     if args.labels_csv:  # its relative rows are resolved against its own directory
-        args.labels_csv = _absolute(args.labels_csv)
-    args.output_dir = _absolute(args.output_dir).rstrip("/") or "/"
+        args.labels_csv = paths.absolute(args.labels_csv)
+    args.output_dir = paths.absolute(args.output_dir).rstrip("/") or "/"
     return args, beam_args
 
 
@@ -165,7 +157,7 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
         raise UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
                          "nor of Beam's PipelineOptions")
     runner = str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "")
-    local = [path for path in (*args.input, *args.eval_input, args.output_dir) if "://" not in path]
+    local = [path for path in (*args.input, *args.eval_input, args.output_dir) if not paths.is_remote(path)]
     if "Dataflow" in runner and local:
         # Caught here, not after minutes of job start-up with every file quarantined.
         raise UsageError(f"--runner={runner}: workers cannot see local paths such as {local[0]}; "

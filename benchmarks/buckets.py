@@ -21,6 +21,7 @@ All three train the same model, seed and batch size.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import os
@@ -35,6 +36,8 @@ import numpy as np
 
 from benchmarks import source_tree
 from cli_support import console
+from trainer.outputs import METRICS_FILE
+from transforms.manifest import read_local
 
 DISTRIBUTIONS = ("heavy_tailed", "uniform")
 NUM_CLASSES = 3
@@ -81,7 +84,7 @@ def train_cli(out: str, model_dir: str, epochs: int) -> dict[str, Any]:
     subprocess.run([sys.executable, "-m", "trainer", "--data_dir", out, "--model_dir", model_dir, "--epochs",
                     str(epochs), "--batch_size", str(BATCH_SIZE), "--width", str(WIDTH), "--progress", "0"],
                    check=True, cwd=source_tree.REPO, env=source_tree.subprocess_env(), stdout=subprocess.DEVNULL)
-    with open(os.path.join(model_dir, "metrics.json")) as f:
+    with open(os.path.join(model_dir, METRICS_FILE)) as f:
         return json.load(f)
 
 
@@ -90,17 +93,16 @@ def write_ragged(bucketed: str, target: str) -> int:
     returns their bytes."""
     import tensorflow as tf
 
-    with open(os.path.join(bucketed, "manifest.json")) as f:
-        m = json.load(f)
+    m = read_local(bucketed)
     os.makedirs(os.path.join(target, "data"), exist_ok=True)
     import tensorflow_transform as tft
 
     base = tft.TFTransformOutput(bucketed).transformed_feature_spec()
-    for split, summary in m["splits"].items():
+    for split, summary in m.splits.items():
         with tf.io.TFRecordWriter(os.path.join(target, "data", f"{split}-00000.tfrecord")) as writer:
-            for shard in summary["shards"]:
-                spec = dict(base, x=tf.io.FixedLenFeature([shard["length"], 1], tf.float32))
-                for batch in tf.data.TFRecordDataset(os.path.join(bucketed, shard["file"])).batch(256):
+            for shard in summary.shards:
+                spec = dict(base, x=tf.io.FixedLenFeature([m.shard_length(shard), 1], tf.float32))
+                for batch in tf.data.TFRecordDataset(os.path.join(bucketed, shard.file)).batch(256):
                     parsed = tf.io.parse_example(batch, spec)
                     for x, n, y in zip(parsed["x"].numpy(), parsed["length"].numpy(), parsed["label"].numpy()):
                         example = tf.train.Example(features=tf.train.Features(feature={
@@ -141,9 +143,8 @@ def measure(distribution: str, args: argparse.Namespace, work: str) -> dict[str,
         "bytes": ragged_bytes, "pipeline_s": None, "input_examples_per_sec": ragged_metrics["input_examples_per_sec"],
         "epoch_s": steady_epoch_seconds(ragged_metrics["epoch_seconds"]),
         "eval_accuracy": ragged_metrics["eval_accuracy"]}
-    with open(os.path.join(bucketed, "manifest.json")) as f:
-        m = json.load(f)
-    return {"bounds": m["length_buckets"]["bounds"], "padding": m["padding"]["train"], "sides": rows}
+    m = read_local(bucketed)
+    return {"bounds": list(m.length_buckets.bounds), "padding": dataclasses.asdict(m.padding["train"]), "sides": rows}
 
 
 def format_rows(result: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from benchmarks.measurement import Side
 from benchmarks.synthetic_data import MAX_LENGTH, NUM_FEATURES, NUM_SHARDS, Dataset
 from transforms import features
+from transforms.manifest import read_local
 
 
 def count_records(paths: list[str]) -> int:
@@ -146,15 +147,14 @@ def compare_records(summary: RecordSummary, base: RecordSummary) -> tuple[float,
 def compare_manifest(output_dir: str, base: dict[str, Any]) -> tuple[float, float]:
     """Asserts that our pipeline's manifest reports the baseline's counts and statistics; returns the largest
     mean and std differences."""
-    with open(os.path.join(output_dir, "manifest.json")) as f:
-        manifest = json.load(f)
-    assert manifest["splits"]["train"]["examples_written"] == base["examples"]
-    assert manifest["max_length"] == base["max_length"] == MAX_LENGTH
-    stats = manifest["statistics"]["x"]
-    assert stats["count"] == base["count"], (stats["count"], base["count"])
-    np.testing.assert_allclose(stats["mean"], base["mean"], rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(stats["std"], base["std"], rtol=1e-9, atol=1e-9)
-    return _max_diff(stats["mean"], base["mean"]), _max_diff(stats["std"], base["std"])
+    manifest = read_local(output_dir)
+    assert manifest.splits["train"].examples_written == base["examples"]
+    assert manifest.max_length == base["max_length"] == MAX_LENGTH
+    stats = manifest.statistics.x
+    assert stats.count == base["count"], (stats.count, base["count"])
+    np.testing.assert_allclose(stats.mean, base["mean"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(stats.std, base["std"], rtol=1e-9, atol=1e-9)
+    return _max_diff(stats.mean, base["mean"]), _max_diff(stats.std, base["std"])
 
 
 def verify_outputs(sides: list[Side], output_dirs: dict[str, str], dataset: Dataset) -> dict[str, Verified]:

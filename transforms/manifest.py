@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from typing import Any
 
 from transforms.features import DatasetSpec, Feature
+from transforms.outputs import MANIFEST
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -218,6 +220,13 @@ class Manifest:
 
 def loads(text: str) -> Manifest:
     return Manifest.from_json(json.loads(text))
+
+
+def read_local(output_dir: str) -> Manifest:
+    """The manifest of an output directory on this machine (readers of remote outputs open
+    the file with their own filesystem layer and call `loads`)."""
+    with open(os.path.join(output_dir, MANIFEST), encoding="utf-8") as f:
+        return loads(f.read())
 
 
 def _encode(value: Any) -> Any:
