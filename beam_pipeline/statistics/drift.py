@@ -27,6 +27,7 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from beam_pipeline.statistics import tfdv_histograms
 from beam_pipeline.statistics.feature_stats import feature_name
+from transforms import features
 from transforms.manifest import DriftReport, FeatureDrift
 
 JSD = "jensen_shannon_divergence"
@@ -92,7 +93,7 @@ def _compare_feature(name: str, a: statistics_pb2.FeatureNameStatistics, b: stat
 def compare(train: statistics_pb2.DatasetFeatureStatistics, evaluation: statistics_pb2.DatasetFeatureStatistics,
             threshold: float = DEFAULT_JSD_THRESHOLD,
             label_threshold: float = DEFAULT_L_INFINITY_THRESHOLD) -> DriftReport:
-    """Compares every feature both splits describe (in train's order).
+    """Compares every feature both splits describe (in train's order), but the pooled `x`.
 
     Args:
       train, evaluation: the two splits' statistics.
@@ -103,7 +104,9 @@ def compare(train: statistics_pb2.DatasetFeatureStatistics, evaluation: statisti
     result = []
     for a in train.features:
         name = feature_name(a)
-        if name in eval_features:
+        # `x` pools every channel's values: a channel's shift shows there diluted, and is
+        # already measured (and flagged) on the channel itself.
+        if name in eval_features and name != features.X:
             drift = _compare_feature(name, a, eval_features[name], threshold, label_threshold)
             if drift is not None:
                 result.append(drift)

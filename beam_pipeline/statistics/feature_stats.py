@@ -1,23 +1,32 @@
 """Statistics of one split's raw data in TFDV's format: a DatasetFeatureStatistics proto.
 
 What the samples look like before normalization (after quarantine and truncation to
-`max_length`, i.e. exactly what tf.Transform sees), named as TFDV would name them:
+`max_length`, i.e. exactly what tf.Transform sees), in the form TFDV's own statistics of
+the raw tf.train.Examples take, so that a schema inferred from them validates both:
+  x       every valid value of the sample, flattened (the raw Example's feature): FLOAT, or
+          INT where the raw Example carries int64 (`DatasetSpec.raw_x_dtype`).
   x[c]    one feature per channel of the last axis (a single `x[0]` for 1-D samples):
-          every valid value of that channel. FLOAT, or INT for integer sources. With
+          every valid value of that channel. Marked with a `validation_derived_source`
+          (deriver CHANNEL_DERIVER, source `x`): TFDV's mark of a feature computed from
+          another one for validation, which the data itself does not hold. With
           --per_element too: a few features, not one per element (the per-element mean and
           std stay in manifest.json; the report summarizes them).
   length  valid time steps of each sample (INT).
   label   the class of each sample, as TFDV describes a categorical feature: STRING (the
-          raw names) or INT, with top values and a rank histogram.
+          raw names) or INT, with top values and a rank histogram. An INT label carries
+          TFDV's `domain_info` custom statistic (`int_domain { is_categorical: true }`), so
+          that schema inference gives it a categorical int domain, not a string domain
+          that does not match its type.
 Numeric features carry what TFDV's BasicStatsGenerator fills: count, mean, std_dev, min,
 max, num_zeros, median, a STANDARD (equi-width) and a QUANTILES histogram.
 
-Mean, std, min, max and zeros are exact (float64 `Moments`). Quantiles and histograms come
-from tfx_bsl's QuantilesSketch (rank error `epsilon`) fed whole batches. Feeding it every
-value costs ~25 s per GB of float32, as long as a whole pipeline run, so each accumulator
-feeds its first `exact_rows` rows, then a seeded random 1 in `sample_every` rows with that
-weight: small data is sketched in full, the sketch's share of 1 GB is under 1 s
-(benchmarks/feature_stats.py; figures in docs/report.md).
+Mean, std, min, max and zeros are exact (float64 `Moments`; those of `x` merged from its
+channels'). Quantiles and histograms come from tfx_bsl's QuantilesSketch (rank error
+`epsilon`) fed whole batches. Feeding it every value costs ~25 s per GB of float32, as
+long as a whole pipeline run, so each accumulator feeds its first `exact_rows` rows, then a
+seeded random 1 in `sample_every` rows with that weight: small data is sketched in full,
+the sketch's share of 1 GB is under 1 s (benchmarks/feature_stats.py; figures in
+docs/report.md). `x` has a sketch of its own, fed the same rows.
 
 `StatsAccumulator` is picklable and mergeable in any order. The job's steps each build one
 (the analyze pass for the training split, each eval output shard for its own) and leave it in
@@ -34,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
-from tensorflow_metadata.proto.v0 import statistics_pb2
+from tensorflow_metadata.proto.v0 import derived_feature_pb2, path_pb2, statistics_pb2
 from tfx_bsl import sketches
 
 from beam_pipeline.reading.samples import SampleBatch
@@ -48,6 +57,11 @@ FeatureType = statistics_pb2.FeatureNameStatistics
 # Values summarized at a time: Moments.of converts to float64 and makes several passes; on
 # chunks this size they stay in cache (2.0 instead of 3.2 s/GB on 8 MB batches, measured).
 _CHUNK_VALUES = 1 << 18
+# The deriver named in the per-channel features' validation_derived_source.
+CHANNEL_DERIVER = "npy_tft.channel_of_last_axis"
+# TFDV's custom statistic whose text (one Feature.domain_info field) schema inference adopts.
+DOMAIN_INFO = "domain_info"
+CATEGORICAL_INT_DOMAIN = "int_domain { is_categorical: true }"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,43 +102,52 @@ def new_sketch(width: int, options: StatsOptions) -> sketches.QuantilesSketch:
     return sketches.QuantilesSketch(options.epsilon, 1 << 32, width)
 
 
-def sketch_rows(sketch: sketches.QuantilesSketch, rows: np.ndarray, seen: int, options: StatsOptions) -> None:
-    """Feeds [rows, width] values to a sketch whose stream had `seen` rows before: rows up to
+def sketch_rows(sketch: sketches.QuantilesSketch, rows: np.ndarray, seen: int, options: StatsOptions,
+                pooled: sketches.QuantilesSketch | None = None) -> None:
+    """Feeds [rows, width] values to a sketch whose stream had `seen` rows before (and, to
+    `pooled`, a one-stream sketch, the same rows' values as one column): rows up to
     exact_rows go in with weight 1, later ones with probability 1 / sample_every and that
     weight (unbiased; seeded by `seen`, so a stream always gives the same sketch). Random
     rather than every k-th row: a fixed stride aliases with fixed-length samples whose
     length is a multiple of it, and would see only some of their time steps."""
     head = min(max(options.exact_rows - seen, 0), len(rows))
     if head:
-        _feed(sketch, rows[:head], 1.0)
+        _feed(sketch, rows[:head], 1.0, pooled)
     if head < len(rows):
         picked = np.random.default_rng(seen).random(len(rows) - head) < 1 / options.sample_every
-        _feed(sketch, rows[head:][picked], float(options.sample_every))
+        _feed(sketch, rows[head:][picked], float(options.sample_every), pooled)
 
 
-def _feed(sketch: sketches.QuantilesSketch, rows: np.ndarray, weight: float) -> None:
+def _feed(sketch: sketches.QuantilesSketch, rows: np.ndarray, weight: float,
+          pooled: sketches.QuantilesSketch | None) -> None:
     flat = np.ascontiguousarray(rows).reshape(-1)   # row-major: the column (stream) varies fastest
     if flat.dtype in (np.bool_, np.float16):   # types the sketch cannot cast to float64
         flat = flat.astype(np.float32)
-    sketch.AddValues(pa.array(flat), pa.array(np.full(len(rows), weight)))
+    values = pa.array(flat)
+    sketch.AddValues(values, pa.array(np.full(len(rows), weight)))
+    if pooled is not None:
+        pooled.AddValues(values, pa.array(np.full(len(flat), weight)))
 
 
 @dataclasses.dataclass
 class ColumnSummary:
     """Exact moments and zero counts of `width` columns, and a quantiles sketch of them
-    (one stream per column). `add` and `merge_from` update it in place."""
+    (one stream per column); with `pooled`, also a sketch of all columns' values together.
+    `add` and `merge_from` update it in place."""
 
     moments: Moments
     zeros: np.ndarray                  # int64 [width]
     sketch: sketches.QuantilesSketch   # picklable (tfx_bsl defines __getstate__)
+    pooled: sketches.QuantilesSketch | None = None
 
     @classmethod
-    def empty(cls, width: int, options: StatsOptions) -> ColumnSummary:
-        return cls(Moments.empty(width), np.zeros(width, dtype=np.int64), new_sketch(width, options))
+    def empty(cls, width: int, options: StatsOptions, pooled: bool = False) -> ColumnSummary:
+        return cls(Moments.empty(width), np.zeros(width, dtype=np.int64), new_sketch(width, options),
+                   new_sketch(1, options) if pooled else None)
 
     def add(self, rows: np.ndarray, options: StatsOptions, moments: Moments | None = None) -> None:
         """Adds [rows, width] values; `moments`: theirs, when the caller has them already."""
-        sketch_rows(self.sketch, rows, self.moments.count, options)
+        sketch_rows(self.sketch, rows, self.moments.count, options, self.pooled)
         step = max(1, _CHUNK_VALUES // max(rows.shape[1], 1))
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
@@ -136,37 +159,64 @@ class ColumnSummary:
 
     def merge_from(self, other: ColumnSummary) -> None:
         self.sketch.Merge(other.sketch)
+        if self.pooled is not None:
+            self.pooled.Merge(other.pooled)
         self.moments = self.moments.merge(other.moments)
         self.zeros = self.zeros + other.zeros
 
+    def compact(self) -> None:
+        self.sketch.Compact()
+        if self.pooled is not None:
+            self.pooled.Compact()
+
     def numeric_stats(self, options: StatsOptions) -> list[statistics_pb2.NumericStatistics]:
         """One NumericStatistics per column, as TFDV fills them (without common_stats)."""
+        return _numeric_stats(self.moments, self.zeros, self.sketch, options)
+
+    def pooled_stats(self, options: StatsOptions) -> statistics_pb2.NumericStatistics:
+        """The NumericStatistics of all columns' values as one column (needs `pooled`). The
+        columns' moments merge exactly: each is a part of the pooled values."""
         m = self.moments
-        if m.count == 0:
-            return [statistics_pb2.NumericStatistics() for _ in range(len(m.mean))]
-        factor = tfdv_histograms.QUANTILES_FACTOR
-        quantiles, cumulative = self.quantiles(factor * options.num_quantiles_histogram_buckets)
-        out = []
-        for i in range(len(m.mean)):
-            q, cum = quantiles[i], cumulative[i]
-            out.append(statistics_pb2.NumericStatistics(
-                mean=m.mean[i], std_dev=m.std[i], min=m.min[i], max=m.max[i], num_zeros=int(self.zeros[i]),
-                median=tfdv_histograms.median(q),
-                histograms=[
-                    tfdv_histograms.standard_histogram(q, cum, m.min[i], m.max[i], options.num_histogram_buckets),
-                    tfdv_histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
-        return out
+        parts = [Moments(m.count, m.mean[i:i + 1], m.m2[i:i + 1], m.min[i:i + 1], m.max[i:i + 1])
+                 for i in range(len(m.mean))]
+        (stats,) = _numeric_stats(Moments.merge_all(parts, 1), self.zeros.sum(keepdims=True), self.pooled, options)
+        return stats
 
     def quantiles(self, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
-        """[width, num_buckets + 1] quantile boundaries and cumulative counts. The ends are
-        the exact min and max, and counts are scaled to the exact row count (sampled rows
-        carry weight sample_every, which overshoots by up to sample_every - 1)."""
-        q, w = self.sketch.GetQuantilesAndCumulativeWeights(num_buckets)
-        width = len(self.moments.mean)
-        q = q.flatten().to_numpy(zero_copy_only=False).reshape(width, -1).copy()
-        w = w.flatten().to_numpy(zero_copy_only=False).reshape(width, -1)
-        q[:, 0], q[:, -1] = self.moments.min, self.moments.max
-        return q, w * (self.moments.count / w[:, -1:])
+        """[width, num_buckets + 1] quantile boundaries and cumulative counts (see `_quantiles`)."""
+        return _quantiles(self.sketch, self.moments, num_buckets)
+
+
+def _numeric_stats(m: Moments, zeros: np.ndarray, sketch: sketches.QuantilesSketch,
+                   options: StatsOptions) -> list[statistics_pb2.NumericStatistics]:
+    """One NumericStatistics per column of `m` (`sketch`: one stream per column)."""
+    if m.count == 0:
+        return [statistics_pb2.NumericStatistics() for _ in range(len(m.mean))]
+    factor = tfdv_histograms.QUANTILES_FACTOR
+    quantiles, cumulative = _quantiles(sketch, m, factor * options.num_quantiles_histogram_buckets)
+    out = []
+    for i in range(len(m.mean)):
+        q, cum = quantiles[i], cumulative[i]
+        out.append(statistics_pb2.NumericStatistics(
+            mean=m.mean[i], std_dev=m.std[i], min=m.min[i], max=m.max[i], num_zeros=int(zeros[i]),
+            median=tfdv_histograms.median(q),
+            histograms=[
+                tfdv_histograms.standard_histogram(q, cum, m.min[i], m.max[i], options.num_histogram_buckets),
+                tfdv_histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
+    return out
+
+
+def _quantiles(sketch: sketches.QuantilesSketch, m: Moments, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """[width, num_buckets + 1] quantile boundaries and cumulative counts of a sketch with
+    one stream per column of `m`. The ends are the exact min and max, and counts are scaled
+    to the exact row count (sampled rows carry weight sample_every, which overshoots by up
+    to sample_every - 1)."""
+    q, w = sketch.GetQuantilesAndCumulativeWeights(num_buckets)
+    width = len(m.mean)
+    q = q.flatten().to_numpy(zero_copy_only=False).reshape(width, -1).copy()
+    w = w.flatten().to_numpy(zero_copy_only=False).reshape(width, -1)
+    q[:, 0], q[:, -1] = m.min, m.max
+    return q, w * (m.count / w[:, -1:])
 
 
 @dataclasses.dataclass
@@ -247,7 +297,7 @@ class StatsAccumulator:
     @classmethod
     def create(cls, spec: DatasetSpec, options: StatsOptions | None = None) -> StatsAccumulator:
         options = options or StatsOptions()
-        return cls(spec, options, ColumnSummary.empty(spec.num_channels, options),
+        return cls(spec, options, ColumnSummary.empty(spec.num_channels, options, pooled=True),
                    ColumnSummary.empty(1, options), LabelSummary.empty(options))
 
     def add(self, batch: SampleBatch) -> None:
@@ -269,8 +319,8 @@ class StatsAccumulator:
 
     def compact(self) -> None:
         """Shrinks the sketches before the accumulator is pickled (1 GB of data: 15.9 -> 2.9 MB)."""
-        self.x.sketch.Compact()
-        self.lengths.sketch.Compact()
+        self.x.compact()
+        self.lengths.compact()
 
     @property
     def samples(self) -> int:
@@ -280,23 +330,39 @@ class StatsAccumulator:
         """The split's DatasetFeatureStatistics (its name is set when written)."""
         n, options = self.samples, self.options
         result = statistics_pb2.DatasetFeatureStatistics(num_examples=n)
+        x_type = FeatureType.FLOAT if self.spec.raw_x_dtype == "float32" else FeatureType.INT
+        x_stats = self.x.pooled_stats(options)
+        self._x_common(x_stats, self.spec.step_size, self.x.moments.count * self.spec.num_channels)
+        result.features.add(type=x_type, num_stats=x_stats).path.step.append(features.X)
         per_step = self.spec.step_size // self.spec.num_channels   # values of one channel per time step
-        x_type = FeatureType.FLOAT if np.dtype(self.spec.source_dtype).kind == "f" else FeatureType.INT
-        lengths = self.lengths.moments
-        shortest, longest = (int(lengths.min[0]) * per_step, int(lengths.max[0]) * per_step) if n else (0, 0)
         for c, num_stats in enumerate(self.x.numeric_stats(options)):
-            num_stats.common_stats.CopyFrom(_common(n, self.x.moments.count, shortest, longest))
-            if n:
-                num_stats.common_stats.num_values_histogram.CopyFrom(self._values_per_sample(per_step))
-            result.features.add(type=x_type, num_stats=num_stats).path.step.append(channel_name(c))
+            self._x_common(num_stats, per_step, self.x.moments.count)
+            channel = result.features.add(type=x_type, num_stats=num_stats)
+            channel.path.step.append(channel_name(c))
+            channel.validation_derived_source.CopyFrom(derived_feature_pb2.DerivedFeatureSource(
+                deriver_name=CHANNEL_DERIVER, description=f"channel {c} of the last axis of {features.X}",
+                source_path=[path_pb2.Path(step=[features.X])]))
         (length_stats,) = self.lengths.numeric_stats(options)
         length_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
         result.features.add(type=FeatureType.INT, num_stats=length_stats).path.step.append(features.LENGTH)
         label_stats = self.labels.string_stats(n, options)
         label_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
-        label_type = FeatureType.STRING if self.spec.label_kind == "string" else FeatureType.INT
-        result.features.add(type=label_type, string_stats=label_stats).path.step.append(features.LABEL)
+        label = result.features.add(string_stats=label_stats)
+        label.path.step.append(features.LABEL)
+        if self.spec.label_kind == "string":
+            label.type = FeatureType.STRING
+        else:
+            label.type = FeatureType.INT
+            label.custom_stats.add(name=DOMAIN_INFO, str=CATEGORICAL_INT_DOMAIN)
         return result
+
+    def _x_common(self, num_stats: statistics_pb2.NumericStatistics, per_step: int, values: int) -> None:
+        """Presence and valency of `x` or one of its channels: `per_step` of its `values` per time step."""
+        n, lengths = self.samples, self.lengths.moments
+        shortest, longest = (int(lengths.min[0]) * per_step, int(lengths.max[0]) * per_step) if n else (0, 0)
+        num_stats.common_stats.CopyFrom(_common(n, values, shortest, longest))
+        if n:
+            num_stats.common_stats.num_values_histogram.CopyFrom(self._values_per_sample(per_step))
 
     def _values_per_sample(self, per_step: int) -> statistics_pb2.Histogram:
         """TFDV's num_values_histogram of a channel: quantiles of its values per sample."""
