@@ -8,17 +8,16 @@ shifted by half its standard deviation, which TFDV must flag as drift, and nothi
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from beam_pipeline import sample_data
+from tests.support.helpers import shift_eval_channel
 
 TFDV_PYTHON = Path(os.environ.get("NPY_TFT_TFDV_VENV", Path.home() / ".cache/npy-tft/tfdv-1.16.1")) / "bin/python"
 SCRIPT = Path(__file__).parent / "support" / "tfdv_round_trip.py"
@@ -35,21 +34,11 @@ def tfdv_python() -> Path:
     return TFDV_PYTHON
 
 
-def shift_eval(data_dir: Path) -> None:
-    """Adds half a standard deviation of the training values to eval's channel SHIFTED_CHANNEL."""
-    train = np.concatenate([np.load(f)["x"] for f in sorted(glob.glob(str(data_dir / "train-*.npz")))])
-    shift = 0.5 * train[:, SHIFTED_CHANNEL].std()
-    for name in sorted(glob.glob(str(data_dir / "test-*.npz"))):
-        arrays = dict(np.load(name))
-        arrays["x"][:, SHIFTED_CHANNEL] += np.float32(shift)
-        np.savez_compressed(name, **arrays)
-
-
 def round_trip(tfdv_python: Path, tmp: Path, shifted: bool) -> dict:
     data, out = tmp / "data", tmp / "out"
     sample_data.write_dataset(str(data))
     if shifted:
-        shift_eval(data)
+        shift_eval_channel(str(data), SHIFTED_CHANNEL)
     subprocess.run([sys.executable, "-m", "beam_pipeline", "--input", str(data / "train-*.npz"), "--eval_input",
                     str(data / "test-*.npz"), "--output_dir", str(out), "-q"], check=True)
     expect = [f"x[{SHIFTED_CHANNEL}]@train_bins"] if shifted else []
