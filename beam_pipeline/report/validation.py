@@ -9,7 +9,7 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
-from beam_pipeline.report.html import Raw, esc, more, not_recorded, table
+from beam_pipeline.report.html import esc, more, not_recorded, table
 from beam_pipeline.statistics import schema as schemas
 from beam_pipeline.statistics.anomalies import summary as anomaly_summary
 from transforms.outputs import ANOMALIES, SCHEMA
@@ -91,8 +91,7 @@ def section(schema: schema_pb2.Schema | None, anomalies: anomalies_pb2.Anomalies
     elif not anomalies.anomaly_info:
         parts.append("<p class='ok'>No anomalies: eval matches the schema inferred from train, drift included.</p>")
     else:
-        rows = [[Raw(f"<code>{esc(name)}</code>"), short, description]
-                for name, short, description in anomaly_summary(anomalies)]
+        rows = [list(row) for row in anomaly_summary(anomalies)]
         parts.append(table(["feature", "anomaly", "description"], rows))
     if schema is None:
         return "".join(parts) + not_recorded(f"Schema (stats/{SCHEMA})")
