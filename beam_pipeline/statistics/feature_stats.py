@@ -26,7 +26,7 @@ channels'). Quantiles and histograms come from tfx_bsl's QuantilesSketch (rank e
 long as a whole pipeline run, so each accumulator feeds its first `exact_rows` rows, then a
 seeded random 1 in `sample_every` rows with that weight: small data is sketched in full,
 the sketch's share of 1 GB is under 1 s (benchmarks/feature_stats.py; figures in
-docs/report.md). `x` has a sketch of its own, fed the same rows.
+docs/report.md). `x`'s quantiles are those of its channels' mixture (`pooled_stats`).
 
 `StatsAccumulator` is picklable and mergeable in any order. The job's steps each build one
 (the analyze pass for the training split, each eval output shard for its own) and leave it in
@@ -102,52 +102,43 @@ def new_sketch(width: int, options: StatsOptions) -> sketches.QuantilesSketch:
     return sketches.QuantilesSketch(options.epsilon, 1 << 32, width)
 
 
-def sketch_rows(sketch: sketches.QuantilesSketch, rows: np.ndarray, seen: int, options: StatsOptions,
-                pooled: sketches.QuantilesSketch | None = None) -> None:
-    """Feeds [rows, width] values to a sketch whose stream had `seen` rows before (and, to
-    `pooled`, a one-stream sketch, the same rows' values as one column): rows up to
+def sketch_rows(sketch: sketches.QuantilesSketch, rows: np.ndarray, seen: int, options: StatsOptions) -> None:
+    """Feeds [rows, width] values to a sketch whose stream had `seen` rows before: rows up to
     exact_rows go in with weight 1, later ones with probability 1 / sample_every and that
     weight (unbiased; seeded by `seen`, so a stream always gives the same sketch). Random
     rather than every k-th row: a fixed stride aliases with fixed-length samples whose
     length is a multiple of it, and would see only some of their time steps."""
     head = min(max(options.exact_rows - seen, 0), len(rows))
     if head:
-        _feed(sketch, rows[:head], 1.0, pooled)
+        _feed(sketch, rows[:head], 1.0)
     if head < len(rows):
         picked = np.random.default_rng(seen).random(len(rows) - head) < 1 / options.sample_every
-        _feed(sketch, rows[head:][picked], float(options.sample_every), pooled)
+        _feed(sketch, rows[head:][picked], float(options.sample_every))
 
 
-def _feed(sketch: sketches.QuantilesSketch, rows: np.ndarray, weight: float,
-          pooled: sketches.QuantilesSketch | None) -> None:
+def _feed(sketch: sketches.QuantilesSketch, rows: np.ndarray, weight: float) -> None:
     flat = np.ascontiguousarray(rows).reshape(-1)   # row-major: the column (stream) varies fastest
     if flat.dtype in (np.bool_, np.float16):   # types the sketch cannot cast to float64
         flat = flat.astype(np.float32)
-    values = pa.array(flat)
-    sketch.AddValues(values, pa.array(np.full(len(rows), weight)))
-    if pooled is not None:
-        pooled.AddValues(values, pa.array(np.full(len(flat), weight)))
+    sketch.AddValues(pa.array(flat), pa.array(np.full(len(rows), weight)))
 
 
 @dataclasses.dataclass
 class ColumnSummary:
     """Exact moments and zero counts of `width` columns, and a quantiles sketch of them
-    (one stream per column); with `pooled`, also a sketch of all columns' values together.
-    `add` and `merge_from` update it in place."""
+    (one stream per column). `add` and `merge_from` update it in place."""
 
     moments: Moments
     zeros: np.ndarray                  # int64 [width]
     sketch: sketches.QuantilesSketch   # picklable (tfx_bsl defines __getstate__)
-    pooled: sketches.QuantilesSketch | None = None
 
     @classmethod
-    def empty(cls, width: int, options: StatsOptions, pooled: bool = False) -> ColumnSummary:
-        return cls(Moments.empty(width), np.zeros(width, dtype=np.int64), new_sketch(width, options),
-                   new_sketch(1, options) if pooled else None)
+    def empty(cls, width: int, options: StatsOptions) -> ColumnSummary:
+        return cls(Moments.empty(width), np.zeros(width, dtype=np.int64), new_sketch(width, options))
 
     def add(self, rows: np.ndarray, options: StatsOptions, moments: Moments | None = None) -> None:
         """Adds [rows, width] values; `moments`: theirs, when the caller has them already."""
-        sketch_rows(self.sketch, rows, self.moments.count, options, self.pooled)
+        sketch_rows(self.sketch, rows, self.moments.count, options)
         step = max(1, _CHUNK_VALUES // max(rows.shape[1], 1))
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
@@ -159,41 +150,71 @@ class ColumnSummary:
 
     def merge_from(self, other: ColumnSummary) -> None:
         self.sketch.Merge(other.sketch)
-        if self.pooled is not None:
-            self.pooled.Merge(other.pooled)
         self.moments = self.moments.merge(other.moments)
         self.zeros = self.zeros + other.zeros
 
-    def compact(self) -> None:
-        self.sketch.Compact()
-        if self.pooled is not None:
-            self.pooled.Compact()
-
     def numeric_stats(self, options: StatsOptions) -> list[statistics_pb2.NumericStatistics]:
         """One NumericStatistics per column, as TFDV fills them (without common_stats)."""
-        return _numeric_stats(self.moments, self.zeros, self.sketch, options)
+        if self.moments.count == 0:
+            return [statistics_pb2.NumericStatistics() for _ in range(len(self.moments.mean))]
+        return _numeric_stats(self.moments, self.zeros, *self.quantiles(_fine_quantiles(options)), options)
 
     def pooled_stats(self, options: StatsOptions) -> statistics_pb2.NumericStatistics:
-        """The NumericStatistics of all columns' values as one column (needs `pooled`). The
-        columns' moments merge exactly: each is a part of the pooled values."""
+        """The NumericStatistics of all columns' values as one column. The columns' moments
+        merge exactly (each is a part of the pooled values); the quantiles are those of the
+        columns' mixture, whose CDF is the sum of theirs (interpolated as TFDV does), so they
+        keep the columns' rank error."""
         m = self.moments
+        if m.count == 0:
+            return statistics_pb2.NumericStatistics()
         parts = [Moments(m.count, m.mean[i:i + 1], m.m2[i:i + 1], m.min[i:i + 1], m.max[i:i + 1])
                  for i in range(len(m.mean))]
-        (stats,) = _numeric_stats(Moments.merge_all(parts, 1), self.zeros.sum(keepdims=True), self.pooled, options)
+        num = _fine_quantiles(options)
+        q, cum = _mixture_quantiles(*self.quantiles(num), num)
+        (stats,) = _numeric_stats(Moments.merge_all(parts, 1), self.zeros.sum(keepdims=True), q[None], cum[None],
+                                  options)
         return stats
 
     def quantiles(self, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
-        """[width, num_buckets + 1] quantile boundaries and cumulative counts (see `_quantiles`)."""
-        return _quantiles(self.sketch, self.moments, num_buckets)
+        """[width, num_buckets + 1] quantile boundaries and cumulative counts. The ends are
+        the exact min and max, and counts are scaled to the exact row count (sampled rows
+        carry weight sample_every, which overshoots by up to sample_every - 1)."""
+        q, w = self.sketch.GetQuantilesAndCumulativeWeights(num_buckets)
+        width = len(self.moments.mean)
+        q = q.flatten().to_numpy(zero_copy_only=False).reshape(width, -1).copy()
+        w = w.flatten().to_numpy(zero_copy_only=False).reshape(width, -1)
+        q[:, 0], q[:, -1] = self.moments.min, self.moments.max
+        return q, w * (self.moments.count / w[:, -1:])
 
 
-def _numeric_stats(m: Moments, zeros: np.ndarray, sketch: sketches.QuantilesSketch,
+def _fine_quantiles(options: StatsOptions) -> int:
+    """Quantile buckets both histograms are derived from, as TFDV asks its sketch."""
+    return tfdv_histograms.QUANTILES_FACTOR * options.num_quantiles_histogram_buckets
+
+
+# Points at which the mixture CDF of many columns is evaluated, at most (columns x this many
+# interpolations: cheap, once per split).
+_MAX_MIXTURE_POINTS = 1 << 14
+
+
+def _mixture_quantiles(quantiles: np.ndarray, cumulative: np.ndarray, num_buckets: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """`num_buckets` + 1 quantile boundaries and cumulative counts of all columns together,
+    from each column's [width, k] quantiles: the summed CDF at the columns' boundaries,
+    inverted by linear interpolation."""
+    points = np.unique(quantiles)
+    if len(points) > _MAX_MIXTURE_POINTS:
+        points = points[np.linspace(0, len(points) - 1, _MAX_MIXTURE_POINTS).astype(np.int64)]
+    total = sum(tfdv_histograms.cdf(q, c.astype(np.float64), points) for q, c in zip(quantiles, cumulative))
+    ranks = np.linspace(0.0, float(cumulative[:, -1].sum()), num_buckets + 1)
+    bounds = np.interp(ranks, total, points)
+    bounds[0], bounds[-1] = quantiles[:, 0].min(), quantiles[:, -1].max()
+    return bounds, ranks
+
+
+def _numeric_stats(m: Moments, zeros: np.ndarray, quantiles: np.ndarray, cumulative: np.ndarray,
                    options: StatsOptions) -> list[statistics_pb2.NumericStatistics]:
-    """One NumericStatistics per column of `m` (`sketch`: one stream per column)."""
-    if m.count == 0:
-        return [statistics_pb2.NumericStatistics() for _ in range(len(m.mean))]
-    factor = tfdv_histograms.QUANTILES_FACTOR
-    quantiles, cumulative = _quantiles(sketch, m, factor * options.num_quantiles_histogram_buckets)
+    """One NumericStatistics per column of `m`, from its [width, k] fine quantiles."""
     out = []
     for i in range(len(m.mean)):
         q, cum = quantiles[i], cumulative[i]
@@ -205,18 +226,6 @@ def _numeric_stats(m: Moments, zeros: np.ndarray, sketch: sketches.QuantilesSket
                 tfdv_histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
     return out
 
-
-def _quantiles(sketch: sketches.QuantilesSketch, m: Moments, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """[width, num_buckets + 1] quantile boundaries and cumulative counts of a sketch with
-    one stream per column of `m`. The ends are the exact min and max, and counts are scaled
-    to the exact row count (sampled rows carry weight sample_every, which overshoots by up
-    to sample_every - 1)."""
-    q, w = sketch.GetQuantilesAndCumulativeWeights(num_buckets)
-    width = len(m.mean)
-    q = q.flatten().to_numpy(zero_copy_only=False).reshape(width, -1).copy()
-    w = w.flatten().to_numpy(zero_copy_only=False).reshape(width, -1)
-    q[:, 0], q[:, -1] = m.min, m.max
-    return q, w * (m.count / w[:, -1:])
 
 
 @dataclasses.dataclass
@@ -297,7 +306,7 @@ class StatsAccumulator:
     @classmethod
     def create(cls, spec: DatasetSpec, options: StatsOptions | None = None) -> StatsAccumulator:
         options = options or StatsOptions()
-        return cls(spec, options, ColumnSummary.empty(spec.num_channels, options, pooled=True),
+        return cls(spec, options, ColumnSummary.empty(spec.num_channels, options),
                    ColumnSummary.empty(1, options), LabelSummary.empty(options))
 
     def add(self, batch: SampleBatch) -> None:
@@ -319,8 +328,8 @@ class StatsAccumulator:
 
     def compact(self) -> None:
         """Shrinks the sketches before the accumulator is pickled (1 GB of data: 15.9 -> 2.9 MB)."""
-        self.x.compact()
-        self.lengths.compact()
+        self.x.sketch.Compact()
+        self.lengths.sketch.Compact()
 
     @property
     def samples(self) -> int:
