@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from beam_pipeline import sample_data
-from tests.support.helpers import shift_eval_channel
+from tests.support.helpers import manifest, shift_eval_channel
 
 TFDV_PYTHON = Path(os.environ.get("NPY_TFT_TFDV_VENV", Path.home() / ".cache/npy-tft/tfdv-1.16.1")) / "bin/python"
 SCRIPT = Path(__file__).parent / "support" / "tfdv_round_trip.py"
@@ -60,6 +60,4 @@ def test_tfdv_flags_the_shifted_channel_and_nothing_else(tfdv_python, tmp_path):
     results = round_trip(tfdv_python, tmp_path, shifted=True)
     flagged = results["eval_against_schema_pbtxt"]["detail"]["tfdv"]
     assert flagged == {f"x[{SHIFTED_CHANNEL}]@train_bins": ["COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]}
-    out = tmp_path / "out"
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["drift"]["drifted"] == [f"x[{SHIFTED_CHANNEL}]"]
+    assert manifest(str(tmp_path / "out"))["drift"]["drifted"] == [f"x[{SHIFTED_CHANNEL}]"]
