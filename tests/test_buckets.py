@@ -122,6 +122,13 @@ def test_buckets_hold_every_example_once_padded_to_their_bound(runs):
         np.testing.assert_array_equal(np.array(got["length"])[order_got], want["length"][order_want])
         per_bucket = {b["length"]: b["examples"] for b in m["length_buckets"]["splits"][split]}
         assert sum(per_bucket.values()) == summary["examples_written"] == len(want["length"])
+        # Each bucket's padding: the share of its stored steps beyond the samples' lengths.
+        lengths = np.array(got["length"])
+        bound_of = np.array(m["length_buckets"]["bounds"])[np.searchsorted(m["length_buckets"]["bounds"], lengths)]
+        for b in m["length_buckets"]["splits"][split]:
+            inside = lengths[bound_of == b["length"]]
+            want_padding = 1 - inside.sum() / (len(inside) * b["length"]) if len(inside) else 0.0
+            assert b["padding_fraction"] == pytest.approx(want_padding, abs=1e-6)
     # Eval samples longer than every training sample go to the last bucket (12 is max_length).
     assert {b["length"]: b["examples"] for b in m["length_buckets"]["splits"]["eval"]} == {4: 1, 8: 1, 12: 3}
 

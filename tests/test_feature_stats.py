@@ -91,9 +91,9 @@ def stats(batches) -> statistics_pb2.DatasetFeatureStatistics:
 
 def test_features_are_named_and_typed_as_tfdv_would(stats):
     names = [".".join(f.path.step) for f in stats.features]
-    assert names == ["x[0]", "x[1]", "x[2]", "length", "label"]
+    assert names == ["x", "x[0]", "x[1]", "x[2]", "length", "label"]
     types = {".".join(f.path.step): f.type for f in stats.features}
-    assert types["x[0]"] == statistics_pb2.FeatureNameStatistics.FLOAT
+    assert types["x"] == types["x[0]"] == statistics_pb2.FeatureNameStatistics.FLOAT
     assert types["length"] == types["label"] == statistics_pb2.FeatureNameStatistics.INT
     assert feature(stats, "label").HasField("string_stats")
     assert [h.type for h in feature(stats, "x[0]").num_stats.histograms] == [Histogram.STANDARD, Histogram.QUANTILES]
@@ -252,9 +252,33 @@ def test_integer_and_boolean_sources_are_described():
         num = feature(stats, "x[1]").num_stats
         assert num.mean == pytest.approx(values[:, 1].astype(np.float64).mean(), rel=1e-12)
         assert num.num_zeros == np.count_nonzero(values[:, 1] == 0)
-        expected_type = statistics_pb2.FeatureNameStatistics.FLOAT if dtype == "float16" else \
-            statistics_pb2.FeatureNameStatistics.INT
-        assert feature(stats, "x[1]").type == expected_type
+        # Typed as the raw Example carries them: these sources travel as float32.
+        assert feature(stats, "x").type == feature(stats, "x[1]").type == statistics_pb2.FeatureNameStatistics.FLOAT
+    wide = stats_of([SampleBatch("", np.arange(20), rng.integers(0, 3, size=(100, 2)).astype("int32"), lengths,
+                                 np.zeros(20, dtype=np.int64))], DatasetSpec((2,), "int32", 5))
+    assert feature(wide, "x").type == feature(wide, "x[1]").type == statistics_pb2.FeatureNameStatistics.INT
+
+
+def test_x_describes_every_value_as_the_raw_example_holds_them(batches, stats):
+    values = all_values(batches).astype(np.float64).reshape(-1)
+    lengths = np.concatenate([b.lengths for b in batches])
+    num = feature(stats, "x").num_stats
+    np.testing.assert_allclose([num.mean, num.std_dev], [values.mean(), values.std()], rtol=1e-9)
+    assert (num.min, num.max, num.num_zeros) == (values.min(), values.max(), np.count_nonzero(values == 0))
+    common = num.common_stats
+    assert (common.tot_num_values, common.min_num_values, common.max_num_values) == (
+        len(values), lengths.min() * CHANNELS, lengths.max() * CHANNELS)
+    assert_within_rank_error(quantile_bounds(feature(stats, "x")), values, 0.01)
+    assert not feature(stats, "x").HasField("validation_derived_source")
+
+
+def test_channels_are_derived_from_x_and_an_int_label_is_categorical(stats):
+    for c in range(CHANNELS):
+        source = feature(stats, channel_name(c)).validation_derived_source
+        assert [list(p.step) for p in source.source_path] == [["x"]]
+        assert source.deriver_name
+    (custom,) = feature(stats, "label").custom_stats
+    assert (custom.name, custom.str) == ("domain_info", "int_domain { is_categorical: true }")
 
 
 def test_a_shifted_channel_is_flagged_and_unshifted_ones_are_not(batches, stats):

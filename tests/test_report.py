@@ -20,7 +20,7 @@ from beam_pipeline.report.html import esc
 from beam_pipeline.sample_data import write_dataset
 from beam_pipeline.statistics import drift, feature_stats
 from beam_pipeline.statistics.feature_stats import StatsAccumulator
-from tests.support.helpers import as_version_1, manifest, run_ok
+from tests.support.helpers import as_version_1, manifest, run_ok, shift_eval_channel
 from transforms.features import DatasetSpec
 from transforms.manifest import (
     Manifest,
@@ -299,3 +299,33 @@ def test_the_offline_check_sees_a_fetch_when_there_is_one(sample_run, tmp_path):
     requested, images = open_offline(str(path), str(tmp_path / "shot.png"))
     assert "http://example.com/pixel.png" in requested
     assert any(i["natural"] == 0 for i in images)
+
+
+def test_length_buckets_are_a_table(sample_run, tmp_path):
+    out = str(shutil.copytree(sample_run, tmp_path / "out"))
+    m = manifest(out)
+    bucket = {"length": 200, "examples": 30, "shards": 2, "padding_fraction": 0.25}
+    m["length_buckets"] = {"bounds": [200, 460], "splits": {
+        "train": [bucket, {"length": 460, "examples": 7, "shards": 1, "padding_fraction": 0.5}],
+        "eval": [{**bucket, "examples": 11}, {"length": 460, "examples": 3, "shards": 1, "padding_fraction": 0.125}]}}
+    with open(os.path.join(out, "manifest.json"), "w") as f:
+        json.dump(m, f)
+    text = page(os.path.dirname(report_page.write_report(out)))
+    assert "<th>bound (steps)</th><th>train examples</th><th>train shards</th><th>train padding</th>" in text
+    cells = "".join(f'<td class="n">{v}</td>' for v in (460, 7, 1, 0.5, 3, 1, 0.125))
+    assert f"<tr>{cells}</tr>" in text
+    assert '{"bounds"' not in text
+
+
+def test_schema_and_a_drift_anomaly_are_shown(tmp_path):
+    data, out = tmp_path / "data", str(tmp_path / "out")
+    write_dataset(str(data))
+    shift_eval_channel(str(data), 5)
+    run_ok("--input", str(data / "train-*.npz"), "--eval_input", str(data / "test-*.npz"), "--output_dir", out)
+    text = page(out)
+    assert "anomalies (eval against the train schema, stats/anomalies.pbtxt): 1: x[5]@train_bins" in text
+    assert ("<tr><td>x[5]@train_bins</td><td>High approximate Jensen-Shannon divergence between "
+            "current and previous</td>") in text
+    assert "<tr><td>x[3]</td><td>FLOAT</td><td>not required</td>" in text
+    assert "<td>label</td><td>INT</td><td>min_count 1, min_fraction 1</td><td>shape [1]</td><td>categorical int</td>" \
+        in text

@@ -116,6 +116,32 @@ def test_the_first_run_runs_every_step_and_publishes_a_complete_model(ws, first)
     assert f"published model: {version}/serving" in summary["stdout"]
 
 
+def output_artifact(ws, step: str, name: str) -> dict:
+    """An output artifact of the step's (only) execution, as kfp's executor recorded it."""
+    (execution,) = executions(ws, step)
+    with open(os.path.join(execution, "executor_output.json")) as f:
+        (artifact,) = json.load(f)["artifacts"][name]["artifacts"]
+    return artifact
+
+
+def test_the_report_and_the_metrics_are_typed_artifacts(ws, first):
+    summary, latest = first
+    report = output_artifact(ws, "preprocess", "report")
+    dataset = output_artifact(ws, "preprocess", "dataset")
+    with open(report["uri"], "rb") as got, open(os.path.join(dataset["uri"], "report.html"), "rb") as want:
+        assert got.read() == want.read()
+    with open(os.path.join(latest["model_uri"], "metrics.json")) as f:
+        trained = json.load(f)
+    assert output_artifact(ws, "train", "metrics")["metadata"] == {
+        f"{split}_{name}": trained[split][name] for split in ("train", "eval") for name in ("loss", "accuracy")}
+    assert output_artifact(ws, "validate", "metrics")["metadata"] == {
+        "approved": 1.0, "eval_accuracy": trained["eval"]["accuracy"]}
+    for step in ("train", "validate"):   # the figures in the artifact's file too (see the cached rerun)
+        artifact = output_artifact(ws, step, "metrics")
+        with open(artifact["uri"]) as f:
+            assert json.load(f) == artifact["metadata"]
+
+
 def test_the_published_model_loads_and_serves_raw_examples(ws, first):
     import tensorflow as tf
 
@@ -193,6 +219,11 @@ def test_the_compiled_pipeline_loads_with_its_parameters_and_caching(tmp_path):
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"example.invalid/npy-tft:test"}
     assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceType"] == "NVIDIA_L4"
+    outputs = {name: {k: v["artifactType"]["schemaTitle"] for k, v in c.get("outputDefinitions", {}).get(
+        "artifacts", {}).items()} for name, c in spec["components"].items()}
+    assert outputs["comp-preprocess"] == {"dataset": "system.Dataset", "report": "system.HTML"}
+    assert outputs["comp-train"] == {"model": "system.Model", "metrics": "system.Metrics"}
+    assert outputs["comp-validate"] == {"metrics": "system.Metrics"}
 
 
 def test_a_glob_that_matches_nothing_is_a_usage_error(tmp_path):

@@ -89,11 +89,13 @@ class Statistics:
 
 @dataclasses.dataclass(frozen=True)
 class BucketCount:
-    """One length bucket in one split: its bound, examples and shard files."""
+    """One length bucket in one split: its bound, examples, shard files and the fraction of
+    its stored steps that is padding (None in manifests written before it was recorded)."""
 
     length: int
     examples: int
     shards: int
+    padding_fraction: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ imports: the pipeline's CLI checks the output directory before TensorFlow loads.
     data/SPLIT-[LBBBBB-]IIIII-of-NNNNN.tfrecord[.gz]   the shards (LBBBBB: a length bucket)
     quarantine/quarantine.jsonl            refused files and samples
     stats/SPLIT.pb            raw-data statistics of each split (TFDV's DatasetFeatureStatisticsList, binary)
+    stats/schema.pbtxt        the schema inferred from the train split (tensorflow_metadata Schema, text)
+    stats/anomalies.pbtxt     eval against that schema, drift included (tensorflow_metadata Anomalies, text)
     report.html               one self-contained page summarizing the run (beam_pipeline/report/page.py)
     .work/                    scratch space while a run is in progress
 """
@@ -26,6 +28,8 @@ TRANSFORMED_METADATA_DIR = "transformed_metadata"
 WORK_DIR = ".work"
 STATS_DIR = "stats"
 STATS_SUFFIX = ".pb"
+SCHEMA = "schema.pbtxt"
+ANOMALIES = "anomalies.pbtxt"
 REPORT = "report.html"
 
 # Everything a run may leave in the output directory: cleared before a run, so stale shards

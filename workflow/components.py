@@ -6,13 +6,15 @@ only hands its arguments to workflow.steps / workflow.publish, which the image h
 (locally: this checkout). Their source is part of kfp's cache key; the code they call enters
 the key through the fingerprint step's code versions.
 
-Steps pass paths: an artifact is a directory (its URI) that the next step reads.
+Steps pass paths: an artifact is a directory (its URI) that the next step reads. Besides,
+preprocess's report.html is an `HTML` artifact and the train and validate metrics `Metrics`
+artifacts (`log_metric`): Vertex AI Pipelines and Kubeflow show those on the run's page.
 (No `from __future__ import annotations` here: kfp reads the annotations as types.)
 """
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 
 def fingerprint(input_globs: list, eval_globs: list, stat_cache: str) -> NamedTuple(
@@ -24,32 +26,41 @@ def fingerprint(input_globs: list, eval_globs: list, stat_cache: str) -> NamedTu
 
 
 def preprocess(input_globs: list, eval_globs: list, runner: str, project: str, region: str, bucket: str,
-               preprocess_args: list, key: str, dataset: Output[Dataset]):
-    """The Beam + tf.Transform job: input files -> TFRecord shards, transform graph, manifest."""
+               preprocess_args: list, key: str, dataset: Output[Dataset], report: Output[HTML]):
+    """The Beam + tf.Transform job: input files -> TFRecord shards, transform graph, manifest;
+    its report.html as the `report` artifact."""
     from workflow import steps
 
     flags = steps.beam_flags(runner, project, region, bucket) + list(preprocess_args)
     output_dir = steps.location(dataset.uri, dataset.path)
     dataset.metadata.update(steps.preprocess(input_globs, eval_globs, output_dir, flags, key))
+    steps.copy_report(output_dir, report.path)
 
 
 def train(dataset: Input[Dataset], epochs: int, batch_size: int, train_args: list, key: str,
-          model: Output[Model]):
-    """The trainer: shards -> model_dir with serving/ (a SavedModel) and metrics.json."""
+          model: Output[Model], metrics: Output[Metrics]):
+    """The trainer: shards -> model_dir with serving/ (a SavedModel) and metrics.json, whose
+    final train and eval figures also go to `metrics`."""
     from workflow import steps
 
     data_dir = steps.location(dataset.uri, dataset.path)
     model_dir = steps.location(model.uri, model.path)
-    model.metadata.update(steps.train(data_dir, model_dir, epochs, batch_size, train_args, key))
+    facts = steps.train(data_dir, model_dir, epochs, batch_size, train_args, key)
+    model.metadata.update(facts)
+    steps.record_metrics(metrics, steps.metric_values(facts))
 
 
-def validate(model: Input[Model], publish_dir: str, min_accuracy: float, max_regression: float) -> bool:
-    """Never cached (it reads the published model, which changes outside this run)."""
+def validate(model: Input[Model], publish_dir: str, min_accuracy: float, max_regression: float,
+             metrics: Output[Metrics]) -> bool:
+    """Never cached (it reads the published model, which changes outside this run). The
+    decision and the accuracies it compared go to `metrics`."""
     from workflow import publish as publishing
     from workflow import steps
 
-    return publishing.validate(steps.location(model.uri, model.path), model.uri, publish_dir, min_accuracy,
-                            max_regression)
+    approved, figures = publishing.validate(steps.location(model.uri, model.path), model.uri, publish_dir,
+                                            min_accuracy, max_regression)
+    steps.record_metrics(metrics, figures)
+    return approved
 
 
 def publish(model: Input[Model], dataset: Input[Dataset], publish_dir: str, data_key: str) -> str:

@@ -74,12 +74,22 @@ def decide(candidate_uri: str, metrics: dict[str, Any], current: dict[str, Any] 
                           f"{baseline:.4f} - {max_regression}")
 
 
-def validate(model_dir: str, model_uri: str, publish_dir: str, min_accuracy: float, max_regression: float) -> bool:
-    """The validate step: decides and reports; True lets the publish step run."""
+def validate(model_dir: str, model_uri: str, publish_dir: str, min_accuracy: float,
+             max_regression: float) -> tuple[bool, dict[str, float]]:
+    """The validate step: decides and reports. Returns the decision (True lets the publish
+    step run) and its figures: approved (1 or 0), the candidate's eval accuracy and the
+    published model's, where there are."""
     metrics = storage.read_json(storage.join(model_dir, METRICS_FILE))
-    decision = decide(model_uri, metrics, published(publish_dir), min_accuracy, max_regression)
+    current = published(publish_dir)
+    decision = decide(model_uri, metrics, current, min_accuracy, max_regression)
     report.record("validate", approved=decision.approved, reason=decision.reason, eval=metrics.get("eval"))
-    return decision.approved
+    figures = {"approved": float(decision.approved)}
+    accuracy = (metrics.get("eval") or {}).get("accuracy")
+    if accuracy is not None:
+        figures["eval_accuracy"] = float(accuracy)
+    if current is not None:
+        figures["published_eval_accuracy"] = float(current["metrics"]["eval"]["accuracy"])
+    return decision.approved, figures
 
 
 def _version_name(model_uri: str) -> str:

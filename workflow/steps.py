@@ -90,6 +90,11 @@ def preprocess(input_globs: Sequence[str], eval_globs: Sequence[str], output_dir
     return facts
 
 
+def copy_report(output_dir: str, path: str) -> None:
+    """Copies the run's report.html to `path` (the preprocess step's HTML artifact)."""
+    storage.copy_file(storage.join(output_dir, outputs.REPORT), path)
+
+
 def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_args: Sequence[str],
           key: str) -> dict[str, Any]:
     """Trains into model_dir (a fresh directory per execution); returns its final metrics."""
@@ -99,3 +104,19 @@ def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_arg
     facts = {"key": key, "train": metrics["train"], "eval": metrics.get("eval")}
     report.record("train", output=model_dir, **facts)
     return facts
+
+
+def metric_values(facts: dict[str, Any]) -> dict[str, float]:
+    """The numbers of train's facts as `SPLIT_NAME` metrics (e.g. eval_accuracy), for kfp."""
+    return {f"{split}_{name}": float(value) for split in ("train", "eval")
+            for name, value in (facts.get(split) or {}).items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
+
+
+def record_metrics(artifact: Any, figures: dict[str, float]) -> None:
+    """Logs each figure on a kfp `Metrics` artifact (the run page shows them) and writes them
+    to its file as JSON: kfp's local runner takes a cached step whose output artifact has no
+    file for a miss, and would rerun it."""
+    for name, value in figures.items():
+        artifact.log_metric(name, value)
+    storage.write_json(artifact.path, figures)

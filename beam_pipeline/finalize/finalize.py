@@ -1,7 +1,8 @@
 """Finalizing a run, once every shard is written: a straight sequence of steps.
 
     1. the quarantine file (sorted)            4. report.html
-    2. each split's statistics and the drift   5. the scratch space removed
+    2. each split's statistics, the drift,     5. the scratch space removed
+       the schema and eval's anomalies
     3. manifest.json                           6. the bad-input check, then _SUCCESS
 
 Everything it needs travels in a `RunInfo` (picklable) and the output directory itself, so it
@@ -19,7 +20,7 @@ from beam_pipeline.finalize import manifest_builder, scratch
 from beam_pipeline.finalize.records import QuarantineRecord
 from beam_pipeline.planning.plan import FileTask
 from beam_pipeline.report import page
-from beam_pipeline.statistics import drift, feature_stats
+from beam_pipeline.statistics import anomalies, drift, drift_bins, feature_stats, schema
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 from transforms.manifest import DriftReport, Manifest
@@ -59,13 +60,23 @@ def _write_quarantine(output_dir: str, found: list) -> None:
 
 
 def _write_statistics(output_dir: str, spec: DatasetSpec) -> DriftReport | None:
-    """Writes stats/SPLIT.pb for every split; returns the train/eval drift (None without eval)."""
+    """Writes stats/SPLIT.pb for every split, the schema inferred from train and, with an
+    eval split, eval's anomalies against it; returns the train/eval drift (None without eval)."""
     stats = feature_stats.merge_partials(scratch.read_partial_stats(output_dir), spec)
+    if outputs.TRAIN in stats:
+        for split_stats in stats.values():
+            drift_bins.add_bin_features(stats[outputs.TRAIN], split_stats)
     for split, split_stats in stats.items():
         feature_stats.write_stats(feature_stats.stats_path(output_dir, split), split, split_stats)
-    if outputs.EVAL not in stats or outputs.TRAIN not in stats:
+    if outputs.TRAIN not in stats:
         return None
-    return drift.compare(stats[outputs.TRAIN], stats[outputs.EVAL])
+    report = drift.compare(stats[outputs.TRAIN], stats[outputs.EVAL]) if outputs.EVAL in stats else None
+    inferred = schema.for_validation(schema.infer_schema(stats[outputs.TRAIN]), report)
+    schema.write_text_proto(schema.stats_file(output_dir, outputs.SCHEMA), inferred)
+    if report is not None:
+        schema.write_text_proto(schema.stats_file(output_dir, outputs.ANOMALIES),
+                                anomalies.validate(stats[outputs.EVAL], inferred, report))
+    return report
 
 
 def _label_vocabulary(output_dir: str, spec: DatasetSpec) -> list[str] | None:

@@ -61,14 +61,24 @@ def _written_lengths(shards: list[ShardReport]) -> length_buckets.LengthCounts:
     return length_buckets.LengthCounts.from_counts(counts)
 
 
-def _buckets_summary(spec: DatasetSpec, splits: dict[str, SplitSummary]) -> LengthBuckets | None:
-    """The bucket bounds, and per split each bucket's examples and shard files."""
+def _buckets_summary(spec: DatasetSpec, splits: dict[str, SplitSummary],
+                     shards: list[ShardReport]) -> LengthBuckets | None:
+    """The bucket bounds, and per split each bucket's examples, shard files and the fraction
+    of its stored steps that is padding."""
     if not spec.length_buckets:
         return None
-    per_split = {split: tuple(BucketCount(bound, sum(s.examples for s in summary.shards if s.length == bound),
-                                          sum(1 for s in summary.shards if s.length == bound))
-                              for bound in spec.length_buckets)
-                 for split, summary in splits.items()}
+    per_split = {}
+    for split, summary in splits.items():
+        written = _written_lengths([r for r in shards if r.split == split])
+        bucket = length_buckets.assign(written.lengths, spec.length_buckets)
+        counts = []
+        for i, bound in enumerate(spec.length_buckets):
+            samples = int(written.counts[bucket == i].sum())
+            valid = int((written.lengths * written.counts)[bucket == i].sum())
+            counts.append(BucketCount(bound, sum(s.examples for s in summary.shards if s.length == bound),
+                                      sum(1 for s in summary.shards if s.length == bound),
+                                      round(1 - valid / (samples * bound), 6) if samples else 0.0))
+        per_split[split] = tuple(counts)
     return LengthBuckets(tuple(spec.length_buckets), per_split)
 
 
@@ -121,7 +131,7 @@ def build_manifest(spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: 
         features={name: FeatureInfo.of(f) for name, f in spec.transformed_features().items()},
         statistics=_statistics(spec, stats),
         splits=splits,
-        length_buckets=_buckets_summary(spec, splits),
+        length_buckets=_buckets_summary(spec, splits, shards),
         padding=_padding(spec, shards, list(matched)),
         quarantine=QuarantineSummary(file=f"{outputs.QUARANTINE_DIR}/{outputs.QUARANTINE_FILE}",
                                      records=len(quarantine),

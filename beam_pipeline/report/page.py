@@ -20,14 +20,22 @@ from typing import Any
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from tensorflow_metadata.proto.v0 import statistics_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from beam_pipeline.report import plots
+from beam_pipeline.report import plots, validation
 from beam_pipeline.report.html import NOT_RECORDED, esc, flag, fmt, img, more, not_recorded, page, table
 from beam_pipeline.report.plots import BinnedCounts
 from beam_pipeline.statistics import drift, feature_stats, tfdv_histograms
 from transforms import features
-from transforms.manifest import DriftReport, InputFile, Manifest, ManifestVersionError, SplitSummary, loads
+from transforms.manifest import (
+    DriftReport,
+    InputFile,
+    LengthBuckets,
+    Manifest,
+    ManifestVersionError,
+    SplitSummary,
+    loads,
+)
 from transforms.outputs import DATA_DIR, MANIFEST, QUARANTINE_DIR, QUARANTINE_FILE, REPORT, SPLITS
 
 MAX_CHANNEL_PLOTS = 24
@@ -59,6 +67,8 @@ class RunOutputs:
     drift_source: str                                            # where `drift` came from
     quarantine: Quarantine | None
     file_sizes: dict[str, int]                                   # shard name -> bytes
+    schema: schema_pb2.Schema | None                             # stats/schema.pbtxt
+    anomalies: anomalies_pb2.Anomalies | None                    # stats/anomalies.pbtxt
 
 
 def _read_quarantine(path: str) -> Quarantine | None:
@@ -110,7 +120,7 @@ def load(output_dir: str) -> RunOutputs:
     drift_report, drift_source = _drift(manifest, stats)
     return RunOutputs(output_dir, manifest, stats, drift_report, drift_source,
                       _read_quarantine(FileSystems.join(output_dir, QUARANTINE_DIR, QUARANTINE_FILE)),
-                      _file_sizes(output_dir))
+                      _file_sizes(output_dir), *validation.read(output_dir))
 
 
 # --- sections -------------------------------------------------------------------------
@@ -129,6 +139,7 @@ def _checks(run: RunOutputs) -> str:
                      + (": " + esc(", ".join(flagged[:20])) if flagged else ""))
     else:
         items.append(f"drift: {NOT_RECORDED}")
+    items.append(validation.check_line(run.anomalies))
     return "<h2>Checks</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
@@ -207,7 +218,8 @@ def _channels(run: RunOutputs) -> str:
         return parts[0] + not_recorded("Per-channel statistics (stats/*.pb)")
     splits = [s for s in SPLITS if s in run.stats]
     names = [feature_stats.feature_name(f) for f in run.stats[splits[0]].features
-             if feature_stats.feature_name(f).startswith(features.X + "[")]
+             if feature_stats.feature_name(f).startswith(features.X + "[")
+             and f.validation_derived_source.deriver_name != drift.BINS_DERIVER]
     if run.drift is not None:
         parts.append(f"<p>Drift: Jensen-Shannon divergence of eval against train on train's quantile bins "
                      f"({esc(run.drift_source)}); flagged above its threshold (see docs/report.md).</p>")
@@ -278,10 +290,26 @@ def _lengths(run: RunOutputs) -> str:
     parts.append(table(["split", "min", "mean", "max", "truncated samples", "padding fraction", "stored values",
                         "valid values"], rows))
     parts.append(f"<p>max_length: {esc(fmt(max_length))}. Length buckets: "
-                 + (f"<code>{esc(json.dumps(list(m.length_buckets.bounds)))}</code>"
-                    if m.length_buckets is not None
-                    else ("none" if m.format_version >= 2 else NOT_RECORDED)) + "</p>")
+                 + ("" if m.length_buckets is not None else "none" if m.format_version >= 2 else NOT_RECORDED)
+                 + "</p>")
+    if m.length_buckets is not None:
+        parts.append(_length_buckets(m.length_buckets))
     return "".join(parts)
+
+
+def _length_buckets(buckets: LengthBuckets) -> str:
+    """One row per bucket: its bound, then per split its examples, shard files and padding."""
+    splits = [s for s in SPLITS if s in buckets.splits]
+    by_bound = {s: {b.length: b for b in buckets.splits[s]} for s in splits}
+    rows = []
+    for bound in buckets.bounds:
+        row: list[Any] = [bound]
+        for split in splits:
+            b = by_bound[split].get(bound)
+            row += [b.examples, b.shards, NOT_RECORDED if b.padding_fraction is None else b.padding_fraction] \
+                if b else [NOT_RECORDED] * 3
+        rows.append(row)
+    return table(["bound (steps)", *(f"{s} {k}" for s in splits for k in ("examples", "shards", "padding"))], rows)
 
 
 def _label_counts(run: RunOutputs) -> dict[str, dict[str, float]]:
@@ -349,7 +377,7 @@ def render(run: RunOutputs) -> str:
     """The page's HTML."""
     title = f"Preprocessing report: {run.output_dir}"
     body = "".join([f"<h1>{esc(title)}</h1>", _checks(run), _run(run), _channels(run), _per_element(run),
-                    _lengths(run), _labels(run), _quarantine(run)])
+                    _lengths(run), _labels(run), validation.section(run.schema, run.anomalies), _quarantine(run)])
     return page(title, body)
 
 

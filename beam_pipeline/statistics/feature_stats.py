@@ -1,23 +1,32 @@
 """Statistics of one split's raw data in TFDV's format: a DatasetFeatureStatistics proto.
 
 What the samples look like before normalization (after quarantine and truncation to
-`max_length`, i.e. exactly what tf.Transform sees), named as TFDV would name them:
+`max_length`, i.e. exactly what tf.Transform sees), in the form TFDV's own statistics of
+the raw tf.train.Examples take, so that a schema inferred from them validates both:
+  x       every valid value of the sample, flattened (the raw Example's feature): FLOAT, or
+          INT where the raw Example carries int64 (`DatasetSpec.raw_x_dtype`).
   x[c]    one feature per channel of the last axis (a single `x[0]` for 1-D samples):
-          every valid value of that channel. FLOAT, or INT for integer sources. With
+          every valid value of that channel. Marked with a `validation_derived_source`
+          (deriver CHANNEL_DERIVER, source `x`): TFDV's mark of a feature computed from
+          another one for validation, which the data itself does not hold. With
           --per_element too: a few features, not one per element (the per-element mean and
           std stay in manifest.json; the report summarizes them).
   length  valid time steps of each sample (INT).
   label   the class of each sample, as TFDV describes a categorical feature: STRING (the
-          raw names) or INT, with top values and a rank histogram.
+          raw names) or INT, with top values and a rank histogram. An INT label carries
+          TFDV's `domain_info` custom statistic (`int_domain { is_categorical: true }`), so
+          that schema inference gives it a categorical int domain, not a string domain
+          that does not match its type.
 Numeric features carry what TFDV's BasicStatsGenerator fills: count, mean, std_dev, min,
 max, num_zeros, median, a STANDARD (equi-width) and a QUANTILES histogram.
 
-Mean, std, min, max and zeros are exact (float64 `Moments`). Quantiles and histograms come
-from tfx_bsl's QuantilesSketch (rank error `epsilon`) fed whole batches. Feeding it every
-value costs ~25 s per GB of float32, as long as a whole pipeline run, so each accumulator
-feeds its first `exact_rows` rows, then a seeded random 1 in `sample_every` rows with that
-weight: small data is sketched in full, the sketch's share of 1 GB is under 1 s
-(benchmarks/feature_stats.py; figures in docs/report.md).
+Mean, std, min, max and zeros are exact (float64 `Moments`; those of `x` merged from its
+channels'). Quantiles and histograms come from tfx_bsl's QuantilesSketch (rank error
+`epsilon`) fed whole batches. Feeding it every value costs ~25 s per GB of float32, as
+long as a whole pipeline run, so each accumulator feeds its first `exact_rows` rows, then a
+seeded random 1 in `sample_every` rows with that weight: small data is sketched in full,
+the sketch's share of 1 GB is under 1 s (benchmarks/feature_stats.py; figures in
+docs/report.md). `x`'s quantiles are those of its channels' mixture (`pooled_stats`).
 
 `StatsAccumulator` is picklable and mergeable in any order. The job's steps each build one
 (the analyze pass for the training split, each eval output shard for its own) and leave it in
@@ -34,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
-from tensorflow_metadata.proto.v0 import statistics_pb2
+from tensorflow_metadata.proto.v0 import derived_feature_pb2, path_pb2, statistics_pb2
 from tfx_bsl import sketches
 
 from beam_pipeline.reading.samples import SampleBatch
@@ -48,6 +57,11 @@ FeatureType = statistics_pb2.FeatureNameStatistics
 # Values summarized at a time: Moments.of converts to float64 and makes several passes; on
 # chunks this size they stay in cache (2.0 instead of 3.2 s/GB on 8 MB batches, measured).
 _CHUNK_VALUES = 1 << 18
+# The deriver named in the per-channel features' validation_derived_source.
+CHANNEL_DERIVER = "npy_tft.channel_of_last_axis"
+# TFDV's custom statistic whose text (one Feature.domain_info field) schema inference adopts.
+DOMAIN_INFO = "domain_info"
+CATEGORICAL_INT_DOMAIN = "int_domain { is_categorical: true }"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,21 +155,25 @@ class ColumnSummary:
 
     def numeric_stats(self, options: StatsOptions) -> list[statistics_pb2.NumericStatistics]:
         """One NumericStatistics per column, as TFDV fills them (without common_stats)."""
+        if self.moments.count == 0:
+            return [statistics_pb2.NumericStatistics() for _ in range(len(self.moments.mean))]
+        return _numeric_stats(self.moments, self.zeros, *self.quantiles(_fine_quantiles(options)), options)
+
+    def pooled_stats(self, options: StatsOptions) -> statistics_pb2.NumericStatistics:
+        """The NumericStatistics of all columns' values as one column. The columns' moments
+        merge exactly (each is a part of the pooled values); the quantiles are those of the
+        columns' mixture, whose CDF is the sum of theirs (interpolated as TFDV does), so they
+        keep the columns' rank error."""
         m = self.moments
         if m.count == 0:
-            return [statistics_pb2.NumericStatistics() for _ in range(len(m.mean))]
-        factor = tfdv_histograms.QUANTILES_FACTOR
-        quantiles, cumulative = self.quantiles(factor * options.num_quantiles_histogram_buckets)
-        out = []
-        for i in range(len(m.mean)):
-            q, cum = quantiles[i], cumulative[i]
-            out.append(statistics_pb2.NumericStatistics(
-                mean=m.mean[i], std_dev=m.std[i], min=m.min[i], max=m.max[i], num_zeros=int(self.zeros[i]),
-                median=tfdv_histograms.median(q),
-                histograms=[
-                    tfdv_histograms.standard_histogram(q, cum, m.min[i], m.max[i], options.num_histogram_buckets),
-                    tfdv_histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
-        return out
+            return statistics_pb2.NumericStatistics()
+        parts = [Moments(m.count, m.mean[i:i + 1], m.m2[i:i + 1], m.min[i:i + 1], m.max[i:i + 1])
+                 for i in range(len(m.mean))]
+        num = _fine_quantiles(options)
+        q, cum = _mixture_quantiles(*self.quantiles(num), num)
+        (stats,) = _numeric_stats(Moments.merge_all(parts, 1), self.zeros.sum(keepdims=True), q[None], cum[None],
+                                  options)
+        return stats
 
     def quantiles(self, num_buckets: int) -> tuple[np.ndarray, np.ndarray]:
         """[width, num_buckets + 1] quantile boundaries and cumulative counts. The ends are
@@ -167,6 +185,47 @@ class ColumnSummary:
         w = w.flatten().to_numpy(zero_copy_only=False).reshape(width, -1)
         q[:, 0], q[:, -1] = self.moments.min, self.moments.max
         return q, w * (self.moments.count / w[:, -1:])
+
+
+def _fine_quantiles(options: StatsOptions) -> int:
+    """Quantile buckets both histograms are derived from, as TFDV asks its sketch."""
+    return tfdv_histograms.QUANTILES_FACTOR * options.num_quantiles_histogram_buckets
+
+
+# Points at which the mixture CDF of many columns is evaluated, at most (columns x this many
+# interpolations: cheap, once per split).
+_MAX_MIXTURE_POINTS = 1 << 14
+
+
+def _mixture_quantiles(quantiles: np.ndarray, cumulative: np.ndarray, num_buckets: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """`num_buckets` + 1 quantile boundaries and cumulative counts of all columns together,
+    from each column's [width, k] quantiles: the summed CDF at the columns' boundaries,
+    inverted by linear interpolation."""
+    points = np.unique(quantiles)
+    if len(points) > _MAX_MIXTURE_POINTS:
+        points = points[np.linspace(0, len(points) - 1, _MAX_MIXTURE_POINTS).astype(np.int64)]
+    total = sum(tfdv_histograms.cdf(q, c.astype(np.float64), points) for q, c in zip(quantiles, cumulative))
+    ranks = np.linspace(0.0, float(cumulative[:, -1].sum()), num_buckets + 1)
+    bounds = np.interp(ranks, total, points)
+    bounds[0], bounds[-1] = quantiles[:, 0].min(), quantiles[:, -1].max()
+    return bounds, ranks
+
+
+def _numeric_stats(m: Moments, zeros: np.ndarray, quantiles: np.ndarray, cumulative: np.ndarray,
+                   options: StatsOptions) -> list[statistics_pb2.NumericStatistics]:
+    """One NumericStatistics per column of `m`, from its [width, k] fine quantiles."""
+    out = []
+    for i in range(len(m.mean)):
+        q, cum = quantiles[i], cumulative[i]
+        out.append(statistics_pb2.NumericStatistics(
+            mean=m.mean[i], std_dev=m.std[i], min=m.min[i], max=m.max[i], num_zeros=int(zeros[i]),
+            median=tfdv_histograms.median(q),
+            histograms=[
+                tfdv_histograms.standard_histogram(q, cum, m.min[i], m.max[i], options.num_histogram_buckets),
+                tfdv_histograms.quantiles_histogram(q, cum, options.num_quantiles_histogram_buckets)]))
+    return out
+
 
 
 @dataclasses.dataclass
@@ -280,23 +339,39 @@ class StatsAccumulator:
         """The split's DatasetFeatureStatistics (its name is set when written)."""
         n, options = self.samples, self.options
         result = statistics_pb2.DatasetFeatureStatistics(num_examples=n)
+        x_type = FeatureType.FLOAT if self.spec.raw_x_dtype == "float32" else FeatureType.INT
+        x_stats = self.x.pooled_stats(options)
+        self._x_common(x_stats, self.spec.step_size, self.x.moments.count * self.spec.num_channels)
+        result.features.add(type=x_type, num_stats=x_stats).path.step.append(features.X)
         per_step = self.spec.step_size // self.spec.num_channels   # values of one channel per time step
-        x_type = FeatureType.FLOAT if np.dtype(self.spec.source_dtype).kind == "f" else FeatureType.INT
-        lengths = self.lengths.moments
-        shortest, longest = (int(lengths.min[0]) * per_step, int(lengths.max[0]) * per_step) if n else (0, 0)
         for c, num_stats in enumerate(self.x.numeric_stats(options)):
-            num_stats.common_stats.CopyFrom(_common(n, self.x.moments.count, shortest, longest))
-            if n:
-                num_stats.common_stats.num_values_histogram.CopyFrom(self._values_per_sample(per_step))
-            result.features.add(type=x_type, num_stats=num_stats).path.step.append(channel_name(c))
+            self._x_common(num_stats, per_step, self.x.moments.count)
+            channel = result.features.add(type=x_type, num_stats=num_stats)
+            channel.path.step.append(channel_name(c))
+            channel.validation_derived_source.CopyFrom(derived_feature_pb2.DerivedFeatureSource(
+                deriver_name=CHANNEL_DERIVER, description=f"channel {c} of the last axis of {features.X}",
+                source_path=[path_pb2.Path(step=[features.X])]))
         (length_stats,) = self.lengths.numeric_stats(options)
         length_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
         result.features.add(type=FeatureType.INT, num_stats=length_stats).path.step.append(features.LENGTH)
         label_stats = self.labels.string_stats(n, options)
         label_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
-        label_type = FeatureType.STRING if self.spec.label_kind == "string" else FeatureType.INT
-        result.features.add(type=label_type, string_stats=label_stats).path.step.append(features.LABEL)
+        label = result.features.add(string_stats=label_stats)
+        label.path.step.append(features.LABEL)
+        if self.spec.label_kind == "string":
+            label.type = FeatureType.STRING
+        else:
+            label.type = FeatureType.INT
+            label.custom_stats.add(name=DOMAIN_INFO, str=CATEGORICAL_INT_DOMAIN)
         return result
+
+    def _x_common(self, num_stats: statistics_pb2.NumericStatistics, per_step: int, values: int) -> None:
+        """Presence and valency of `x` or one of its channels: `per_step` of its `values` per time step."""
+        n, lengths = self.samples, self.lengths.moments
+        shortest, longest = (int(lengths.min[0]) * per_step, int(lengths.max[0]) * per_step) if n else (0, 0)
+        num_stats.common_stats.CopyFrom(_common(n, values, shortest, longest))
+        if n:
+            num_stats.common_stats.num_values_histogram.CopyFrom(self._values_per_sample(per_step))
 
     def _values_per_sample(self, per_step: int) -> statistics_pb2.Histogram:
         """TFDV's num_values_histogram of a channel: quantiles of its values per sample."""

@@ -92,3 +92,14 @@ def npy_file(array) -> npy_io.ArrayFile:
     buf = io.BytesIO()
     np.save(buf, array)
     return npy_io.ArrayFile(buf.getvalue())
+
+
+def shift_eval_channel(data_dir: str, channel: int, stds: float = 0.5) -> None:
+    """Adds `stds` standard deviations (of the training values) to one channel of the sample
+    data's eval files (test-*.npz, ragged: x [sum(T), F])."""
+    train = np.concatenate([np.load(f)["x"] for f in sorted(glob.glob(os.path.join(data_dir, "train-*.npz")))])
+    shift = np.float32(stds * train[:, channel].std())
+    for name in sorted(glob.glob(os.path.join(data_dir, "test-*.npz"))):
+        arrays = dict(np.load(name))
+        arrays["x"][:, channel] += shift
+        np.savez_compressed(name, **arrays)
