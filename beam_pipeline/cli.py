@@ -26,7 +26,7 @@ import numpy as np
 from beam_pipeline.errors import RunFailedError, UsageError
 from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
-from cli_support import console, paths
+from cli_support import console, flags, paths
 from transforms import features, outputs
 from transforms.manifest import Manifest
 
@@ -35,7 +35,7 @@ from transforms.manifest import Manifest
 
 def build_parser() -> argparse.ArgumentParser:
     """The tool's own flags; unknown flags go to Beam."""
-    p = argparse.ArgumentParser(
+    p = flags.StrictParser(
         prog="python -m beam_pipeline", parents=[console.verbosity_parser(quiet=True)],
         description="Turn .npy/.npz files into padded, normalized TFRecord shards with tf.Transform. "
                     "Flags not listed here are passed to Beam's PipelineOptions (e.g. --runner).",
@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _unknown_flags(beam_args: list[str]) -> list[str]:
-    """Flags neither this tool nor any Beam PipelineOptions class defines (typos, mostly).
+def _unknown_flags(beam_args: list[str]) -> str | None:
+    """What to say about the flags neither this tool nor any Beam PipelineOptions class
+    defines (typos, mostly; each with the closest real flag); None when there are none.
 
     Beam itself would only log and drop them; a misspelt --max_lenght silently falling back
     to the default is worse than an error.
@@ -107,14 +108,25 @@ def _unknown_flags(beam_args: list[str]) -> list[str]:
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         cls._add_argparse_args(parser)  # the way Beam's own get_all_options builds its parser
     _, unknown = parser.parse_known_args(beam_args)
-    return [a for a in unknown if a.startswith("-")]
+    return flags.unknown_flags_message(unknown, flags.option_strings(build_parser()) + flags.option_strings(parser))
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The tool's flags, with local paths made absolute (workers open them in their own working
     directory: a relative path would quarantine every input and write shards where the launcher
-    never looks); and the flags for Beam."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    never looks); and the flags for Beam.
+
+    Raises:
+      UsageError: a flag neither this tool nor Beam has (named first, even when a required
+        flag is missing too: `--output` for `--output_dir` is the likely reason).
+    """
+    parser = build_parser()
+    with flags.nothing_required(parser):
+        _, rest = parser.parse_known_args(argv)
+    unknown = _unknown_flags(rest) if rest else None   # Beam's options load only when needed
+    if unknown:
+        raise UsageError(unknown)
+    args, beam_args = parser.parse_known_args(argv)
     args.input = [paths.absolute(p) for p in args.input]
     args.eval_input = [paths.absolute(p) for p in args.eval_input]
     if args.labels_csv:  # its relative rows are resolved against its own directory
@@ -152,10 +164,6 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
         raise UsageError("--num_shards must be >= 0")
     if args.length_buckets not in ("off", "auto"):
         _bucket_values(args.length_buckets)
-    unknown = _unknown_flags(beam_args)
-    if unknown:
-        raise UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
-                         "nor of Beam's PipelineOptions")
     runner = str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "")
     local = [path for path in (*args.input, *args.eval_input, args.output_dir) if not paths.is_remote(path)]
     if "Dataflow" in runner and local:

@@ -39,7 +39,7 @@ _state: dict = {}
 def verbosity_parser(quiet: bool) -> argparse.ArgumentParser:
     """The CLIs' shared -v/--verbose flag (and -q/--quiet where there is a progress display),
     as a parent parser: `main` reads it before TensorFlow loads."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the libraries' logs (TensorFlow's C++ start-up lines, info logs)")
     if quiet:

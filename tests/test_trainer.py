@@ -371,6 +371,23 @@ def test_cli_help_documents_every_flag_and_bad_flags_exit_2():
     assert proc.returncode == 2 and "invalid choice: 'gpu'" in proc.stderr
 
 
+@pytest.mark.parametrize("flag, meant", [("--model_d", "--model_dir"), ("--data", "--data_dir"),
+                                         ("--epoch", "--epochs"), ("--batchsize", "--batch_size")])
+def test_a_flag_the_trainer_does_not_have_is_refused_with_the_closest_one(flag, meant, tmp_path, capsys):
+    # Abbreviations and typos alike: argparse's prefix matching once read --model as --model_dir.
+    from trainer import cli
+
+    given = {"--data_dir": str(tmp_path / "data"), "--model_dir": str(tmp_path / "model")}
+    given.pop(meant, None)
+    argv = [a for pair in given.items() for a in pair] + [flag, "3"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"python -m trainer: error: unknown flag: {flag} (did you mean {meant}?); see --help"
+    assert not (tmp_path / "model").exists() and not (tmp_path / "3").exists()
+
+
 def test_the_trainer_needs_no_beam():
     code = ("import sys, trainer.cli, trainer.train; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'beam_pipeline', 'apache_beam'}))")

@@ -234,6 +234,22 @@ def test_a_glob_that_matches_nothing_is_a_usage_error(tmp_path):
     assert not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.parametrize("argv, flag, meant", [
+    (["run", "--input", "x", "--eval_input", "y", "--publish_di", "p"], "--publish_di", "--publish_dir"),
+    (["run", "--input", "x", "--eval_input", "y", "--epoch", "3"], "--epoch", "--epochs"),
+    (["run", "--inputs", "x", "--eval_input", "y"], "--inputs", "--input"),
+    (["compile", "--imag", "i"], "--imag", "--image")])
+def test_a_flag_the_workflow_does_not_have_is_refused_with_the_closest_one(argv, flag, meant, tmp_path, capsys):
+    from workflow import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.run([*argv, "--root", str(tmp_path / "runs")] if argv[0] == "run" else argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"python -m workflow {argv[0]}: error: unknown flag: {flag} (did you mean {meant}?); see --help"
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_fingerprint_follows_content_and_trusts_unchanged_size_and_mtime(tmp_path):
     for name, data in (("a.npy", b"aaaa"), ("b.npy", b"bbbb")):
         (tmp_path / name).write_bytes(data)
