@@ -20,13 +20,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from beam_pipeline.errors import RunFailedError, UsageError
 from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
-from cli_support import console, flags, paths
+from cli_support import console, failures, flags, paths
 from transforms import features, outputs
 from transforms.manifest import Manifest
 
@@ -185,15 +186,42 @@ def _match_inputs(args: argparse.Namespace) -> dict[str, list[plan.FileTask]]:
 
 
 def _prepare_output(output_dir: str, overwrite: bool) -> None:
+    """Clears what an earlier run left in output_dir and checks that it can be written.
+
+    --overwrite deletes a completed run before the new one starts, and says so: keeping it
+    until the new run is complete would take twice the space (a full disk is the likeliest
+    reason a rerun fails) and, on gs:// or s3://, a copy of every object to move the new run
+    into place. Write the new run to another --output_dir to keep the old one until it is done.
+
+    Raises:
+      UsageError: a completed run is there and overwrite is False.
+      RunFailedError: output_dir cannot be created or written.
+    """
     from apache_beam.io.filesystems import FileSystems
 
     success = FileSystems.join(output_dir, outputs.SUCCESS)
-    if FileSystems.exists(success) and not overwrite:
-        raise UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
-    stale = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
-    stale = [path for path in stale if FileSystems.exists(path)]
-    if stale:
-        FileSystems.delete(stale)
+    if FileSystems.exists(success):
+        if not overwrite:
+            raise UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
+        print(f"--overwrite: deleting the completed run in {output_dir} now; if this run fails, "
+              "no usable output remains there", file=sys.stderr, flush=True)
+    _remove_entries(output_dir)
+    probe = FileSystems.join(output_dir, outputs.WORK_DIR, "write-probe")
+    try:
+        FileSystems.create(probe).close()   # creates the directories on the way
+    except Exception as e:  # noqa: BLE001 - any filesystem's error: caught here, before minutes of work
+        raise RunFailedError(failures.cannot_write(e, output_dir, 0, "--output_dir")) from e
+    FileSystems.delete([probe])
+
+
+def _remove_entries(output_dir: str) -> None:
+    """Deletes everything a run writes in output_dir (outputs.ENTRIES), and nothing else."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
+    found = [path for path in found if FileSystems.exists(path)]
+    if found:
+        FileSystems.delete(found)
 
 
 def _read_options(args: argparse.Namespace) -> layouts.ReadOptions:
@@ -295,11 +323,14 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     dry_run = p.options.view_as(TestOptions).dry_run
     # Workers elsewhere (remote runners, worker processes): say what the runner knows meanwhile.
     watch = not (_workers_are_threads(beam_args) or quiet or dry_run)
-    with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
-        result = p.run()
-        if watcher is not None:
-            watcher.started(result)
-        state = None if dry_run else result.wait_until_finish()
+    try:
+        with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
+            result = p.run()
+            if watcher is not None:
+                watcher.started(result)
+            state = None if dry_run else result.wait_until_finish()
+    except Exception as e:  # noqa: BLE001 - whatever a step raised, in one line (the traceback with -v)
+        raise RunFailedError(failures.worker_cause(e) or f"the job failed: {failures.describe(e)}") from e
     if dry_run:
         runner = p.options.view_as(StandardOptions).runner
         print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
@@ -341,26 +372,47 @@ def run(argv: list[str] | None = None) -> Manifest | None:
     with progress.Display(console.stderr_is_terminal(), enabled=not args.quiet) as display:
         matched = _match_inputs(args)
         _prepare_output(args.output_dir, args.overwrite)
-        display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
-        # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
-        spec, work, samples = _plan(args, matched)
-        display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
-        display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
-        job_started = time.monotonic()
-        if not args.quiet:
-            print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
-                  flush=True)
-        if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
-            return None
-        job_seconds = time.monotonic() - job_started
+        with _removed_on_failure(args.output_dir):
+            display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
+            # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
+            spec, work, samples = _plan(args, matched)
+            display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
+            display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
+            job_started = time.monotonic()
+            if not args.quiet:
+                print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
+                      flush=True)
+            if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
+                return None
+            job_seconds = time.monotonic() - job_started
     from beam_pipeline.finalize import finalize
 
     timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
                "job": job_seconds, "total": time.monotonic() - started}
     run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
-    m = finalize.finalize_run(run_info, timings)
+    with _removed_on_failure(args.output_dir):
+        m = finalize.finalize_run(run_info, timings)
     print(_summary_line(m, args.output_dir), flush=True)
     return m
+
+
+@contextlib.contextmanager
+def _removed_on_failure(output_dir: str) -> Iterator[None]:
+    """A run that fails or is interrupted leaves nothing in output_dir: no later run can use
+    any of it (each starts by clearing it), and a full disk must not stay full. Except too
+    much bad input: that run's manifest and quarantine file say what was wrong."""
+    from beam_pipeline.finalize.finalize import TooMuchBadInputError
+
+    try:
+        yield
+    except TooMuchBadInputError:
+        raise
+    except BaseException:
+        try:
+            _remove_entries(output_dir)
+        except Exception as e:  # noqa: BLE001 - the run's own failure is the one to report
+            logging.warning("could not remove the failed run's files from %s: %s", output_dir, e)
+        raise
 
 
 def _keep_freed_memory() -> None:

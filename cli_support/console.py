@@ -22,6 +22,7 @@ import threading
 import traceback
 from collections.abc import Callable
 
+from cli_support import failures
 from cli_support.errors import RunFailedError, UsageError
 
 # Lines of TensorFlow's C++ start-up that say nothing a user can act on.
@@ -34,6 +35,7 @@ _NOISE = re.compile(
 _NOISE_STARTS = (b"WARNING: All log", b"I0", b"I1", b"W0", b"W1", b"E0", b"E1", b"To enable the")
 
 _state: dict = {}
+_WORKER_FAILURE_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")
 
 
 def verbosity_parser(quiet: bool) -> argparse.ArgumentParser:
@@ -55,9 +57,35 @@ def setup(verbose: bool) -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    _state["terminal"] = os.isatty(2)
+    _state.update(terminal=os.isatty(2), verbose=verbose)
     if not verbose:
+        # Beam's in-process workers log the traceback of every exception a step raises (and
+        # the runner's worker again); run_main reports the failure once, in one line.
+        for name in _WORKER_FAILURE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         _filter_stderr()
+        sys.stderr = _WithoutTracebacks(sys.stderr)
+
+
+class _WithoutTracebacks:
+    """sys.stderr, less the tracebacks printed whole in one write: Beam's SDK worker prints
+    every failed bundle's that way, besides logging it. Without -v, run_main reports the
+    failure in one line; with -v this wrapper is not installed."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._dropped = threading.local()
+
+    def write(self, text: str) -> int:
+        dropped, self._dropped.last = getattr(self._dropped, "last", False), False
+        if text.startswith("Traceback (most recent call last):") and text.count("\n") > 1:
+            self._dropped.last = True
+        elif not (dropped and text == "\n"):   # print's line end after the dropped text
+            self._stream.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def stderr_is_terminal() -> bool:
@@ -114,7 +142,7 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
       run: the CLI's run function.
       argv: its arguments (None: sys.argv).
       interrupted: what to say on Ctrl-C.
-      crashed: what to say before any other exception (its traceback is printed first).
+      crashed: what to say before any other exception, explained in one line (its traceback with -v).
     """
     code = 1
     try:
@@ -124,6 +152,8 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
         print(f"error: {e}", file=sys.stderr)
         code = 2
     except RunFailedError as e:
+        if _state.get("verbose") and e.__cause__ is not None:
+            traceback.print_exception(e.__cause__)
         print(f"error: {e}", file=sys.stderr)
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
         code = e.code if isinstance(e.code, int) else 2
@@ -131,8 +161,10 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
         print(f"error: {interrupted}", file=sys.stderr)
         code = 130
     except BaseException as e:  # noqa: BLE001 - report, then exit non-zero
-        traceback.print_exc()
-        print(f"error: {crashed}: {type(e).__name__}: {e}", file=sys.stderr)
+        if _state.get("verbose"):
+            traceback.print_exc()
+        hint = "" if _state.get("verbose") else " (-v shows the traceback)"
+        print(f"error: {crashed}: {failures.explain(e)}{hint}", file=sys.stderr)
     finally:
         sys.stdout.flush()
         _restore_stderr()
