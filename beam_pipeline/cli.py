@@ -403,16 +403,17 @@ def _removed_on_failure(output_dir: str) -> Iterator[None]:
     much bad input: that run's manifest and quarantine file say what was wrong."""
     from beam_pipeline.finalize.finalize import TooMuchBadInputError
 
-    try:
-        yield
-    except TooMuchBadInputError:
-        raise
-    except BaseException:
+    with console.on_interrupt(lambda: _remove_entries(output_dir)):
         try:
-            _remove_entries(output_dir)
-        except Exception as e:  # noqa: BLE001 - the run's own failure is the one to report
-            logging.warning("could not remove the failed run's files from %s: %s", output_dir, e)
-        raise
+            yield
+        except TooMuchBadInputError:
+            raise
+        except BaseException:
+            try:
+                _remove_entries(output_dir)
+            except Exception as e:  # noqa: BLE001 - the run's own failure is the one to report
+                logging.warning("could not remove the failed run's files from %s: %s", output_dir, e)
+            raise
 
 
 def _keep_freed_memory() -> None:

@@ -14,13 +14,16 @@ turns the filter off and the library logs back on.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from cli_support import failures
 from cli_support.errors import RunFailedError, UsageError
@@ -145,6 +148,7 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
       crashed: what to say before any other exception, explained in one line (its traceback with -v).
     """
     code = 1
+    signal.signal(signal.SIGINT, functools.partial(_stop_now, f"error: {interrupted}"))
     try:
         run(argv)
         code = 0
@@ -166,7 +170,37 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
         hint = "" if _state.get("verbose") else " (-v shows the traceback)"
         print(f"error: {crashed}: {failures.explain(e)}{hint}", file=sys.stderr)
     finally:
-        sys.stdout.flush()
-        _restore_stderr()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    _restore_stderr()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def on_interrupt(action: Callable[[], None]) -> Iterator[None]:
+    """Runs `action` (e.g. removing a run's partial output) if Ctrl-C ends the process meanwhile."""
+    _state.setdefault("cleanups", []).append(action)
+    try:
+        yield
+    finally:
+        _state["cleanups"].remove(action)
+
+
+def _stop_now(line: str, *_signal) -> None:
+    """Ctrl-C: clean up and leave with 130, now.
+
+    Raising KeyboardInterrupt (Python's default) lands wherever the main thread happens to be,
+    and there TensorFlow or Beam may swallow it or turn it into another error: a Ctrl-C while
+    tf.Transform traced its graph came out as a SystemError traceback and the run went on.
+    Beam's worker threads stop with the process.
+    """
+    for action in reversed(_state.get("cleanups", [])):
+        with contextlib.suppress(Exception):   # leave anyway
+            action()
+    with contextlib.suppress(RuntimeError):    # the main thread may have been inside a write to stderr
+        print(line, file=sys.stderr)
+    _exit(130)

@@ -1,0 +1,221 @@
+"""A failed run, caused for real: one line that says what failed, on which file and what to do;
+no traceback without -v; nothing left behind; and the next run succeeds once the cause is gone.
+
+Full disks are small tmpfs mounts and read-only directories read-only bind mounts (both need
+root: the tests skip elsewhere, except under CI=true, which runs as root and must run them).
+"""
+
+import gzip
+import io
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from beam_pipeline.sample_data import write_dataset
+from tests.support.helpers import REPO, run_pipeline
+
+
+def _mount(*args: str) -> None:
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"mount {' '.join(args)} failed under CI: {proc.stderr.strip()}")
+        pytest.skip(f"mounting is not permitted here: {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB filesystem, umounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk))
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """4 training files (2.6 MB of .npz, ~5 MB of records) and one eval file."""
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(str(root), train_files=4, test_files=1, per_file=400, max_len=100)
+    return root
+
+
+def _train(data) -> list[str]:
+    return ["--input", str(data / "train-*.npz"), "--num_shards", "1"]
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def _assert_one_line_failure(proc: subprocess.CompletedProcess, line: str, code: int = 1) -> None:
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert re.fullmatch(line, _last_line(proc)), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr[-3000:]
+
+
+def _files(directory) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(d, f), directory) for d, _, fs in os.walk(directory) for f in fs)
+
+
+def test_a_full_disk_names_the_shard_frees_its_space_and_the_next_run_succeeds(data, small_disk):
+    out = small_disk / "out"
+    proc = run_pipeline(*_train(data), "--output_dir", str(out))
+    _assert_one_line_failure(proc, re.escape(f"error: no space left on device while writing {out}/data/"
+                                             "train-00000-of-00001.tfrecord (") + r"\d+\.\d MB written\): "
+                                   "free space or choose another --output_dir")
+    assert _files(small_disk) == []            # the partial shard and the scratch space are gone
+
+    verbose = run_pipeline(*_train(data), "--output_dir", str(out), "-v")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and "No space left on device" in verbose.stderr
+
+    _mount("-o", "remount,size=20m", str(small_disk))
+    proc = run_pipeline(*_train(data), "--output_dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "_SUCCESS").exists()
+
+
+def test_overwrite_says_before_starting_that_the_completed_run_goes(data, small_disk, tmp_path):
+    # --overwrite deletes the old run first (cli._prepare_output says why): a failed rerun leaves
+    # no usable output, and the user was told so before the job started.
+    out = small_disk / "out"
+    write_dataset(str(tmp_path / "tiny"), train_files=1, test_files=0, per_file=20)
+    first = run_pipeline("--input", str(tmp_path / "tiny" / "*.npz"), "--output_dir", str(out))
+    assert first.returncode == 0 and (out / "_SUCCESS").exists(), first.stderr[-3000:]
+
+    refused = run_pipeline(*_train(data), "--output_dir", str(out))
+    assert refused.returncode == 2 and (out / "_SUCCESS").exists()   # without --overwrite nothing is touched
+
+    proc = run_pipeline(*_train(data), "--output_dir", str(out), "--overwrite")
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0] == (f"--overwrite: deleting the completed run in {out} now; "
+                        "if this run fails, no usable output remains there")
+    assert lines[-1].startswith("error: no space left on device while writing")
+    assert _files(small_disk) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory that cannot be written: a read-only bind mount as root (root ignores
+    permissions), a directory without write permission otherwise."""
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        yield directory
+        directory.chmod(0o755)
+        return
+    _mount("--bind", str(directory), str(directory))
+    _mount("-o", "remount,bind,ro", str(directory))
+    yield directory
+    subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_an_output_dir_that_cannot_be_written_fails_before_the_job_starts(data, read_only_dir):
+    out = read_only_dir / "out"
+    proc = run_pipeline(*_train(data), "--output_dir", str(out))
+    kind = "read-only file system" if os.geteuid() == 0 else "permission denied"
+    _assert_one_line_failure(proc, re.escape(f"error: {kind} while writing {out}: choose another --output_dir"))
+    assert "building the job" not in proc.stderr   # refused before TensorFlow loads and the job is built
+
+
+def _run_and_meanwhile(args: list[str], trigger: str, action) -> subprocess.CompletedProcess:
+    """Runs the CLI; once `trigger` exists (a path the job creates), calls `action()`."""
+    proc = subprocess.Popen([sys.executable, "-m", "beam_pipeline", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    deadline = time.monotonic() + 120
+    while not os.path.exists(trigger) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before the trigger"
+    action(proc)
+    stdout, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("change", ["deleted", "rewritten"])
+def test_an_input_that_changes_while_the_job_runs_stops_it(data, tmp_path, change):
+    inputs = tmp_path / "inputs"
+    shutil.copytree(data, inputs)
+    victim = inputs / "test-00000.npz"     # read by the scan, then only by the write pass
+    before = victim.stat().st_size
+    original = victim.read_bytes()
+    out = tmp_path / "out"
+
+    def meddle(_):
+        if change == "deleted":
+            victim.unlink()
+        else:
+            write_dataset(str(tmp_path / "other"), train_files=0, test_files=1, per_file=300, seed=3)
+            shutil.copy(tmp_path / "other" / "test-00000.npz", victim)
+
+    # tf.Transform's temporary directory appears once the job runs: after the scan, before the write pass.
+    args = [*_train(inputs), "--eval_input", str(victim), "--output_dir", str(out)]
+    proc = _run_and_meanwhile(args, str(out / ".work" / "tft"), meddle)
+    if change == "deleted":
+        line = f"error: input {victim} disappeared while the job ran: restore it, or run again without it"
+    else:
+        line = (f"error: input {victim} changed while the job ran ({before:,} bytes when listed, "
+                f"{victim.stat().st_size:,} now): run again once the inputs stay unchanged")
+    _assert_one_line_failure(proc, re.escape(line))
+    assert _files(out) == []
+
+    victim.write_bytes(original)
+    assert run_pipeline(*args).returncode == 0
+
+
+def test_ctrl_c_stops_promptly_with_130_and_leaves_nothing(data, tmp_path):
+    out = tmp_path / "out"
+    interrupted = {}
+
+    def interrupt(proc):
+        interrupted["at"] = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+
+    proc = _run_and_meanwhile([*_train(data), "--output_dir", str(out)], str(out / ".work" / "tft"), interrupt)
+    assert time.monotonic() - interrupted["at"] < 10
+    _assert_one_line_failure(proc, "error: interrupted", code=130)
+    assert _files(out) == []
+
+
+def _write_huge_npy_gz(path, samples: int, sample_shape: tuple[int, ...]) -> None:
+    """A .npy.gz of zeros, float32 [samples, *sample_shape]: a few MB on disk however large
+    decoded, written in a moment (one compressed gzip member per sample, repeated: a gzip file
+    may hold many members)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (samples, *sample_shape)})
+    member = gzip.compress(np.zeros(sample_shape, np.float32).tobytes(), compresslevel=9, mtime=0)
+    with open(path, "wb") as f:
+        f.write(gzip.compress(header.getvalue(), mtime=0))
+        for _ in range(samples):
+            f.write(member)
+
+
+def test_exhausted_memory_in_a_worker_names_the_file(tmp_path):
+    # 8 GiB decoded: a run peaks at ~4.5 GB of address space, so under a 10 GiB limit
+    # (RLIMIT_AS, as `prlimit --as` sets it) reading this file is what cannot fit.
+    big = tmp_path / "big.npy.gz"
+    _write_huge_npy_gz(big, 2048, (1024, 1024))
+    np.save(tmp_path / "big_labels.npy", np.zeros(2048, np.int64))
+    out = tmp_path / "out"
+    limit = 10 << 30
+    proc = subprocess.run([sys.executable, "-m", "beam_pipeline", "--input", str(big), "--labels_sibling",
+                           "_labels.npy", "--max_file_bytes", str(16 << 30), "--output_dir", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    size = big.stat().st_size / 1e6
+    _assert_one_line_failure(proc, re.escape(f"error: out of memory reading {big} ({size:.1f} MB): give the workers "
+                                             "more memory, or lower --samples_per_task and --batch_mb"))
+    assert _files(out) == []
