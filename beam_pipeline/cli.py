@@ -174,14 +174,24 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
 
 
 def _match_inputs(args: argparse.Namespace) -> dict[str, list[plan.FileTask]]:
-    """Every input file, per split (UsageError when a split's globs match nothing)."""
+    """Every input file, per split.
+
+    Raises:
+      UsageError: a split's globs match nothing.
+      RunFailedError: the filesystem failed (unreachable, access refused).
+    """
     from beam_pipeline.planning import scan
 
     label_flags = dict(labels_csv=args.labels_csv, labels_from_dir=args.labels_from_dir,
                        labels_sibling=args.labels_sibling)
-    matched = {outputs.TRAIN: scan.match_files(args.input, outputs.TRAIN, **label_flags)}
-    if args.eval_input:
-        matched[outputs.EVAL] = scan.match_files(args.eval_input, outputs.EVAL, **label_flags)
+    try:
+        matched = {outputs.TRAIN: scan.match_files(args.input, outputs.TRAIN, **label_flags)}
+        if args.eval_input:
+            matched[outputs.EVAL] = scan.match_files(args.eval_input, outputs.EVAL, **label_flags)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a filesystem's error (a remote store refusing access)
+        raise RunFailedError(f"cannot list the inputs: {failures.describe(e)}") from e
     return matched
 
 
@@ -199,18 +209,17 @@ def _prepare_output(output_dir: str, overwrite: bool) -> None:
     """
     from apache_beam.io.filesystems import FileSystems
 
-    success = FileSystems.join(output_dir, outputs.SUCCESS)
-    if FileSystems.exists(success):
+    with failures.writing(output_dir, "--output_dir"):   # a remote store refusing access, say
+        completed = FileSystems.exists(FileSystems.join(output_dir, outputs.SUCCESS))
+    if completed:
         if not overwrite:
             raise UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
         print(f"--overwrite: deleting the completed run in {output_dir} now; if this run fails, "
               "no usable output remains there", file=sys.stderr, flush=True)
     _remove_entries(output_dir)
     probe = FileSystems.join(output_dir, outputs.WORK_DIR, "write-probe")
-    try:
+    with failures.writing(output_dir, "--output_dir"):   # caught here, before minutes of work
         FileSystems.create(probe).close()   # creates the directories on the way
-    except Exception as e:  # noqa: BLE001 - any filesystem's error: caught here, before minutes of work
-        raise RunFailedError(failures.cannot_write(e, output_dir, 0, "--output_dir")) from e
     FileSystems.delete([probe])
 
 

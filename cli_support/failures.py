@@ -49,17 +49,33 @@ def _kind(text: str) -> _Kind | None:
     return next((k for k in _KINDS if any(sign in text for sign in k.signs)), None)
 
 
-def root_cause(e: BaseException) -> str:
-    """The innermost exception behind `e`, as "Type: message" (its first line)."""
-    while (inner := e.__cause__ or e.__context__) is not None:
+def _innermost(e: BaseException) -> tuple[BaseException, str | None]:
+    """The exception at the bottom of `e`'s chain, and the path it concerns where a filesystem
+    said so (Beam's BeamIOError keeps each path's exception in `exception_details`)."""
+    path = None
+    while True:
+        details = getattr(e, "exception_details", None)
+        if isinstance(details, dict) and details:
+            key, inner = next(iter(details.items()))
+            path = path or key   # the outermost: the path as the user gave it
+        else:
+            inner = e.__cause__ or e.__context__
+        if not isinstance(inner, BaseException):
+            return e, path
         e = inner
+
+
+def root_cause(e: BaseException) -> tuple[str, str | None]:
+    """The innermost exception behind `e`, as "Type: message" (its first line), and the path
+    it concerns if known."""
+    e, path = _innermost(e)
     text = str(e)
     if "Traceback (most recent call last)" in text:   # a worker's traceback: its first exception is the cause
         found = _EXCEPTION_LINE.search(text)
         if found:
-            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2)}".rstrip(": ")
+            return f"{found.group(1).rsplit('.', 1)[-1]}: {found.group(2)}".rstrip(": "), path
     first_line = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(e).__name__}: {first_line}".rstrip(": ")
+    return f"{type(e).__name__}: {first_line}".rstrip(": "), path
 
 
 def worker_cause(e: BaseException) -> str | None:
@@ -72,9 +88,10 @@ def worker_cause(e: BaseException) -> str | None:
 def describe(e: BaseException) -> str:
     """The root cause of `e`, with what it means and what to do where it is a kind users meet
     (disk full, read-only, no permission, out of memory)."""
-    cause = root_cause(e)
+    cause, path = root_cause(e)
     kind = _kind(cause)
-    return f"{kind.meaning} ({cause}): {kind.advice}" if kind else cause
+    where = f" on {path}" if path else ""
+    return f"{kind.meaning}{where} ({cause}): {kind.advice}" if kind else f"{cause}{where}"
 
 
 def explain(e: BaseException) -> str:
@@ -84,9 +101,10 @@ def explain(e: BaseException) -> str:
 
 def cannot_write(e: BaseException, path: str, written: int, flag: str) -> str:
     """The line for a failed write of `path` after `written` bytes; `flag` names the output's flag."""
-    kind = _kind(f"{type(e).__name__}: {e}")
+    cause, _ = root_cause(e)
+    kind = _kind(cause)
     if kind is None:
-        return f"cannot write {path} ({type(e).__name__}: {e}): check {flag}"
+        return f"cannot write {path} ({cause}): check {flag}"
     if kind is _NO_SPACE:
         return f"no space left on device while writing {path} ({written / 1e6:.1f} MB written): " \
                f"free space or choose another {flag}"
@@ -95,9 +113,9 @@ def cannot_write(e: BaseException, path: str, written: int, flag: str) -> str:
 
 @contextlib.contextmanager
 def writing(path: str, flag: str, written: Callable[[], int] = lambda: 0) -> Iterator[None]:
-    """Turns an OSError while writing `path` into a RunFailedError with `cannot_write`'s line
-    (`written`: the bytes written so far)."""
+    """Turns a failure to write `path` (an OSError, or a remote store's own error) into a
+    RunFailedError with `cannot_write`'s line (`written`: the bytes written so far)."""
     try:
         yield
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - every filesystem raises its own kinds
         raise RunFailedError(cannot_write(e, path, written(), flag)) from e

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from beam_pipeline.sample_data import write_dataset
+from tests.support.denying_gcs import DENIED, denying_gcs
 from tests.support.helpers import REPO, run_pipeline
 
 
@@ -219,3 +220,27 @@ def test_exhausted_memory_in_a_worker_names_the_file(tmp_path):
     _assert_one_line_failure(proc, re.escape(f"error: out of memory reading {big} ({size:.1f} MB): give the workers "
                                              "more memory, or lower --samples_per_task and --batch_mb"))
     assert _files(out) == []
+
+
+def test_a_remote_store_that_refuses_access_is_named(tmp_path):
+    write_dataset(str(tmp_path / "in"), train_files=1, test_files=0, per_file=10)
+    with denying_gcs(str(tmp_path / "key.json")) as gcs:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **gcs)
+
+        def cli(*args):
+            return subprocess.run([sys.executable, "-m", "beam_pipeline", *args], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=300)
+
+        reading = cli("--input", "gs://bucket/train-*.npz", "--output_dir", str(tmp_path / "out"))
+        writing = cli("--input", str(tmp_path / "in" / "*.npz"), "--output_dir", "gs://bucket/out")
+    # google-auth may log, from a thread of its own, that it cannot reach Google offline: the
+    # error line is the only one, not necessarily the last.
+    for proc in (reading, writing):
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    [line] = [x for x in reading.stderr.splitlines() if x.startswith("error:")]
+    assert re.fullmatch(re.escape("error: cannot list the inputs: permission denied on gs://bucket/train-*.npz "
+                                  "(Forbidden: 403 GET ") + r"\S+" + re.escape(f": {DENIED}): check the path's "
+                                  "permissions (or your credentials for a remote store)"), line)
+    [line] = [x for x in writing.stderr.splitlines() if x.startswith("error:")]
+    assert line == "error: permission denied while writing gs://bucket/out: choose another --output_dir"
+    assert not (tmp_path / "out").exists()
