@@ -36,7 +36,7 @@ def run_workflow(ws, *flags: str, expect: int = 0) -> dict:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     with open(ws / "runs" / "last_run.json") as f:
-        return {**json.load(f), "stdout": proc.stdout}
+        return {**json.load(f), "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 def statuses(summary: dict) -> dict[str, str]:
@@ -168,7 +168,10 @@ def test_an_unchanged_rerun_is_served_from_the_cache(ws, first, rerun):
 
 
 def test_a_failed_step_leaves_the_published_model_and_the_cached_outputs_in_place(ws, first, failed):
-    assert failed["status"] == "failed" and "preprocess" in failed["error"]
+    # The step's CLI said why, and the workflow says it again in its last line, without a traceback.
+    assert failed["status"] == "failed" and failed["error"] == "step preprocess: --num_shards must be >= 0"
+    assert failed["stderr"].strip().splitlines()[-1] == f"error: the workflow failed: {failed['error']}"
+    assert "Traceback" not in failed["stdout"] + failed["stderr"]
     assert statuses(failed)["fingerprint"] == "ran"
     assert statuses(failed)["preprocess"] == "not completed"
     assert pointer(ws) == first[1]

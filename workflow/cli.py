@@ -162,6 +162,9 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         records = report.read(report_path)
         os.unlink(report_path)
+    failure = records.get(report.FAILURE)
+    if error and failure:   # kfp names the task; its CLI said why
+        error = f"step {failure['failed_step']}: {failure['cause']}"
     summary = {"status": "failed" if error else "succeeded", "error": error,
                "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                "elapsed_s": round(time.perf_counter() - start, 2), "steps": _statuses(records, error is None),
