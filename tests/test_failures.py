@@ -1,8 +1,8 @@
 """A failed run, caused for real: one line that says what failed, on which file and what to do;
 no traceback without -v; nothing left behind; and the next run succeeds once the cause is gone.
 
-Full disks are small tmpfs mounts and read-only directories read-only bind mounts (both need
-root: the tests skip elsewhere, except under CI=true, which runs as root and must run them).
+Full disks are small tmpfs mounts and read-only directories read-only bind mounts
+(tests/support/mounts.py: root only; skipped elsewhere, except under CI=true).
 """
 
 import gzip
@@ -20,26 +20,15 @@ import numpy as np
 import pytest
 
 from beam_pipeline.sample_data import write_dataset
+from tests.support import mounts
 from tests.support.denying_gcs import DENIED, denying_gcs
 from tests.support.helpers import REPO, run_pipeline
 
 
-def _mount(*args: str) -> None:
-    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"mount {' '.join(args)} failed under CI: {proc.stderr.strip()}")
-        pytest.skip(f"mounting is not permitted here: {proc.stderr.strip()}")
-
-
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 3 MB filesystem, umounted afterwards."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    _mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk))
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True)
+    with mounts.small_disk(tmp_path / "disk", "3m") as disk:
+        yield disk
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +68,7 @@ def test_a_full_disk_names_the_shard_frees_its_space_and_the_next_run_succeeds(d
     verbose = run_pipeline(*_train(data), "--output_dir", str(out), "-v")
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr and "No space left on device" in verbose.stderr
 
-    _mount("-o", "remount,size=20m", str(small_disk))
+    mounts.mount("-o", "remount,size=20m", str(small_disk))
     proc = run_pipeline(*_train(data), "--output_dir", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "_SUCCESS").exists()
@@ -107,26 +96,15 @@ def test_overwrite_says_before_starting_that_the_completed_run_goes(data, small_
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    """A directory that cannot be written: a read-only bind mount as root (root ignores
-    permissions), a directory without write permission otherwise."""
-    directory = tmp_path / "read-only"
-    directory.mkdir()
-    if os.geteuid() != 0:
-        directory.chmod(0o555)
+    with mounts.read_only(tmp_path / "read-only") as directory:
         yield directory
-        directory.chmod(0o755)
-        return
-    _mount("--bind", str(directory), str(directory))
-    _mount("-o", "remount,bind,ro", str(directory))
-    yield directory
-    subprocess.run(["umount", str(directory)], check=True)
 
 
 def test_an_output_dir_that_cannot_be_written_fails_before_the_job_starts(data, read_only_dir):
     out = read_only_dir / "out"
     proc = run_pipeline(*_train(data), "--output_dir", str(out))
-    kind = "read-only file system" if os.geteuid() == 0 else "permission denied"
-    _assert_one_line_failure(proc, re.escape(f"error: {kind} while writing {out}: choose another --output_dir"))
+    line = f"error: {mounts.read_only_kind()} while writing {out}: choose another --output_dir"
+    _assert_one_line_failure(proc, re.escape(line))
     assert "building the job" not in proc.stderr   # refused before TensorFlow loads and the job is built
 
 

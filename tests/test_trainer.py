@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from beam_pipeline.sample_data import write_dataset
+from tests.support import mounts
 from tests.support.helpers import REPO, manifest, noise_lines, read_split, run_ok
 from trainer import data, export, model, outputs, train
 from trainer.config import TrainConfig
@@ -357,6 +358,23 @@ def test_cli_refuses_an_incomplete_run_with_exit_code_2(sequences, tmp_path):
     # -v: the same error, with TensorFlow's logs back.
     verbose = _cli("--data_dir", str(incomplete), "--model_dir", str(tmp_path / "model"), "-v")
     assert verbose.returncode == 2 and "_SUCCESS" in verbose.stderr and noise_lines(verbose.stderr), verbose.stderr
+
+
+def test_cli_failures_are_one_line_and_leave_no_partial_export(sequences, tmp_path):
+    with mounts.read_only(tmp_path / "read-only") as read_only:
+        proc = _cli("--data_dir", sequences[0], "--model_dir", str(read_only / "model"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (f"error: {mounts.read_only_kind()} while writing "
+                                                    f"{read_only / 'model'}: choose another --model_dir")
+    # A disk that fills up when the serving model is exported, after the epochs' checkpoints.
+    with mounts.small_disk(tmp_path / "disk", "1m") as disk:
+        proc = _cli("--data_dir", sequences[0], "--model_dir", str(disk / "model"), "--epochs", "1",
+                    "--batch_size", str(BATCH), "--throughput_batches", "1")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert re.fullmatch(r"error: training failed: no space left on device \(.*No space left on device\): "
+                            r"free space or write elsewhere \(-v shows the traceback\)",
+                            proc.stderr.strip().splitlines()[-1]), proc.stderr[-3000:]
+        assert not (disk / "model" / outputs.SERVING_DIR).exists()
 
 
 def test_cli_help_documents_every_flag_and_bad_flags_exit_2():
