@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluation files, transformed with the training statistics; repeatable")
     io.add_argument("--output_dir", required=True, help="where transform_fn/, data/, manifest.json go")
     io.add_argument("--overwrite", action="store_true",
-                    help="replace a completed run in --output_dir (otherwise that is an error)")
+                    help="replace a completed run in --output_dir (otherwise that is an error); it is deleted "
+                         "before the new run starts")
     io.add_argument("--num_shards", type=int, default=0,
                     help="shards per split; 0 picks shards of ~150 MB (at most one per input file)")
     io.add_argument("--compression", choices=("none", "gzip"), default="none",

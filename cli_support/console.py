@@ -7,8 +7,9 @@ TensorFlow's C++ runtime writes straight to file descriptor 2, and its start-up 
 (oneDNN, CUDA stubs, cuInit, CPU features, all printed before its logging is initialized)
 ignore TF_CPP_MIN_LOG_LEVEL; Python cannot intercept them. So `setup()` puts a pipe in front
 of fd 2: a thread copies everything to the real stderr except those known lines. Warnings
-and errors of every other kind, Python's included, still reach the user; `-v/--verbose`
-turns the filter off and the library logs back on.
+and errors of every other kind, Python's included, still reach the user, less tracebacks
+(cli_support/tracebacks.py: a failure is reported in one line); `-v/--verbose` turns the
+filter off and the library logs back on.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 
-from cli_support import failures
+from cli_support import failures, tracebacks
 from cli_support.errors import RunFailedError, UsageError
 
 # Lines of TensorFlow's C++ start-up that say nothing a user can act on.
@@ -38,7 +39,6 @@ _NOISE = re.compile(
 _NOISE_STARTS = (b"WARNING: All log", b"I0", b"I1", b"W0", b"W1", b"E0", b"E1", b"To enable the")
 
 _state: dict = {}
-_WORKER_FAILURE_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker")
 
 
 def verbosity_parser(quiet: bool) -> argparse.ArgumentParser:
@@ -62,33 +62,9 @@ def setup(verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     _state.update(terminal=os.isatty(2), verbose=verbose)
     if not verbose:
-        # Beam's in-process workers log the traceback of every exception a step raises (and
-        # the runner's worker again); run_main reports the failure once, in one line.
-        for name in _WORKER_FAILURE_LOGGERS:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(tracebacks.drop_logged_tracebacks)
         _filter_stderr()
-        sys.stderr = _WithoutTracebacks(sys.stderr)
-
-
-class _WithoutTracebacks:
-    """sys.stderr, less the tracebacks printed whole in one write: Beam's SDK worker prints
-    every failed bundle's that way, besides logging it. Without -v, run_main reports the
-    failure in one line; with -v this wrapper is not installed."""
-
-    def __init__(self, stream):
-        self._stream = stream
-        self._dropped = threading.local()
-
-    def write(self, text: str) -> int:
-        dropped, self._dropped.last = getattr(self._dropped, "last", False), False
-        if text.startswith("Traceback (most recent call last):") and text.count("\n") > 1:
-            self._dropped.last = True
-        elif not (dropped and text == "\n"):   # print's line end after the dropped text
-            self._stream.write(text)
-        return len(text)
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
 
 
 def stderr_is_terminal() -> bool:
@@ -109,16 +85,17 @@ def _filter_stderr() -> None:
 
 def _copy_without_noise(read_end: int, terminal: int) -> None:
     pending = b""
+    dropper = tracebacks.TracebackDropper()
     while chunk := os.read(read_end, 1 << 16):
         *lines, pending = (pending + chunk).split(b"\n")
-        out = b"".join(line + b"\n" for line in lines if not _NOISE.match(line))
+        out = b"".join(line + b"\n" for line in lines if not _NOISE.match(line) and dropper.keep(line))
         # A line without its end yet (a progress bar's update, a prompt) goes out now unless
-        # it may turn out to be noise.
-        if pending and not pending.lstrip(b"\r").startswith(_NOISE_STARTS):
+        # it may turn out to be noise or part of a traceback.
+        if pending and not pending.lstrip(b"\r").startswith(_NOISE_STARTS) and not dropper.holds(pending):
             out, pending = out + pending, b""
         if out:
             os.write(terminal, out)
-    if pending and not _NOISE.match(pending):
+    if pending and not _NOISE.match(pending) and dropper.keep(pending):
         os.write(terminal, pending)
 
 

@@ -222,3 +222,20 @@ def test_a_remote_store_that_refuses_access_is_named(tmp_path):
     [line] = [x for x in writing.stderr.splitlines() if x.startswith("error:")]
     assert line == "error: permission denied while writing gs://bucket/out: choose another --output_dir"
     assert not (tmp_path / "out").exists()
+
+
+def test_the_console_filter_drops_whole_tracebacks_and_nothing_else():
+    from cli_support.tracebacks import TracebackDropper
+
+    lines = ["scan: 100% 2/2 inputs", "Traceback (most recent call last):", '  File "w.py", line 3, in f',
+             "    f()", "OSError: [Errno 28] No space left on device", "",
+             "During handling of the above exception, another exception occurred:", "",
+             "Traceback (most recent call last):", '  File "r.py", line 9, in g',
+             "RuntimeError: Traceback (most recent call last):", '  File "w.py", line 3, in f',
+             "cli_support.errors.RunFailedError: no space left [while running 'Write']", "",
+             "write: 100% 2/2 inputs", "error: no space left on device while writing out/data/x: free space"]
+    dropper = TracebackDropper()
+    kept = [line for line in lines if dropper.keep(line.encode())]
+    assert kept == ["scan: 100% 2/2 inputs", "write: 100% 2/2 inputs",
+                    "error: no space left on device while writing out/data/x: free space"]
+    assert dropper.holds(b"Trace") and not dropper.holds(b"write: 5")
