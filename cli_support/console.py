@@ -130,24 +130,30 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
         run(argv)
         code = 0
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         code = 2
     except RunFailedError as e:
         if _state.get("verbose") and e.__cause__ is not None:
             traceback.print_exception(e.__cause__)
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
         code = e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt:
-        print(f"error: {interrupted}", file=sys.stderr)
+        _say(f"error: {interrupted}")
         code = 130
     except BaseException as e:  # noqa: BLE001 - report, then exit non-zero
         if _state.get("verbose"):
             traceback.print_exc()
         hint = "" if _state.get("verbose") else " (-v shows the traceback)"
-        print(f"error: {crashed}: {failures.explain(e)}{hint}", file=sys.stderr)
+        _say(f"error: {crashed}: {failures.explain(e)}{hint}")
     finally:
         _exit(code)
+
+
+def _say(line: str) -> None:
+    """Writes a line to stderr in one write: print's separate line end can land after another
+    thread's output (a library's log line) and join the two."""
+    sys.stderr.write(line + "\n")
 
 
 def _exit(code: int) -> None:
@@ -179,5 +185,5 @@ def _stop_now(line: str, *_signal) -> None:
         with contextlib.suppress(Exception):   # leave anyway
             action()
     with contextlib.suppress(RuntimeError):    # the main thread may have been inside a write to stderr
-        print(line, file=sys.stderr)
+        _say(line)
     _exit(130)
