@@ -20,13 +20,14 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from beam_pipeline.errors import RunFailedError, UsageError
 from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
-from cli_support import console, paths
+from cli_support import console, failures, flags, paths
 from transforms import features, outputs
 from transforms.manifest import Manifest
 
@@ -35,7 +36,7 @@ from transforms.manifest import Manifest
 
 def build_parser() -> argparse.ArgumentParser:
     """The tool's own flags; unknown flags go to Beam."""
-    p = argparse.ArgumentParser(
+    p = flags.StrictParser(
         prog="python -m beam_pipeline", parents=[console.verbosity_parser(quiet=True)],
         description="Turn .npy/.npz files into padded, normalized TFRecord shards with tf.Transform. "
                     "Flags not listed here are passed to Beam's PipelineOptions (e.g. --runner).",
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluation files, transformed with the training statistics; repeatable")
     io.add_argument("--output_dir", required=True, help="where transform_fn/, data/, manifest.json go")
     io.add_argument("--overwrite", action="store_true",
-                    help="replace a completed run in --output_dir (otherwise that is an error)")
+                    help="replace a completed run in --output_dir (otherwise that is an error); it is deleted "
+                         "before the new run starts")
     io.add_argument("--num_shards", type=int, default=0,
                     help="shards per split; 0 picks shards of ~150 MB (at most one per input file)")
     io.add_argument("--compression", choices=("none", "gzip"), default="none",
@@ -95,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _unknown_flags(beam_args: list[str]) -> list[str]:
-    """Flags neither this tool nor any Beam PipelineOptions class defines (typos, mostly).
+def _unknown_flags(beam_args: list[str]) -> str | None:
+    """What to say about the flags neither this tool nor any Beam PipelineOptions class
+    defines (typos, mostly; each with the closest real flag); None when there are none.
 
     Beam itself would only log and drop them; a misspelt --max_lenght silently falling back
     to the default is worse than an error.
@@ -107,14 +110,25 @@ def _unknown_flags(beam_args: list[str]) -> list[str]:
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         cls._add_argparse_args(parser)  # the way Beam's own get_all_options builds its parser
     _, unknown = parser.parse_known_args(beam_args)
-    return [a for a in unknown if a.startswith("-")]
+    return flags.unknown_flags_message(unknown, flags.option_strings(build_parser()) + flags.option_strings(parser))
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The tool's flags, with local paths made absolute (workers open them in their own working
     directory: a relative path would quarantine every input and write shards where the launcher
-    never looks); and the flags for Beam."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    never looks); and the flags for Beam.
+
+    Raises:
+      UsageError: a flag neither this tool nor Beam has (named first, even when a required
+        flag is missing too: `--output` for `--output_dir` is the likely reason).
+    """
+    parser = build_parser()
+    with flags.nothing_required(parser):
+        _, rest = parser.parse_known_args(argv)
+    unknown = _unknown_flags(rest) if rest else None   # Beam's options load only when needed
+    if unknown:
+        raise UsageError(unknown)
+    args, beam_args = parser.parse_known_args(argv)
     args.input = [paths.absolute(p) for p in args.input]
     args.eval_input = [paths.absolute(p) for p in args.eval_input]
     if args.labels_csv:  # its relative rows are resolved against its own directory
@@ -152,10 +166,6 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
         raise UsageError("--num_shards must be >= 0")
     if args.length_buckets not in ("off", "auto"):
         _bucket_values(args.length_buckets)
-    unknown = _unknown_flags(beam_args)
-    if unknown:
-        raise UsageError(f"unknown flag(s) {' '.join(unknown)}: not a flag of this tool (see --help) "
-                         "nor of Beam's PipelineOptions")
     runner = str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "")
     local = [path for path in (*args.input, *args.eval_input, args.output_dir) if not paths.is_remote(path)]
     if "Dataflow" in runner and local:
@@ -165,27 +175,63 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
 
 
 def _match_inputs(args: argparse.Namespace) -> dict[str, list[plan.FileTask]]:
-    """Every input file, per split (UsageError when a split's globs match nothing)."""
+    """Every input file, per split.
+
+    Raises:
+      UsageError: a split's globs match nothing.
+      RunFailedError: the filesystem failed (unreachable, access refused).
+    """
     from beam_pipeline.planning import scan
 
     label_flags = dict(labels_csv=args.labels_csv, labels_from_dir=args.labels_from_dir,
                        labels_sibling=args.labels_sibling)
-    matched = {outputs.TRAIN: scan.match_files(args.input, outputs.TRAIN, **label_flags)}
-    if args.eval_input:
-        matched[outputs.EVAL] = scan.match_files(args.eval_input, outputs.EVAL, **label_flags)
+    try:
+        matched = {outputs.TRAIN: scan.match_files(args.input, outputs.TRAIN, **label_flags)}
+        if args.eval_input:
+            matched[outputs.EVAL] = scan.match_files(args.eval_input, outputs.EVAL, **label_flags)
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a filesystem's error (a remote store refusing access)
+        raise RunFailedError(f"cannot list the inputs: {failures.describe(e)}") from e
     return matched
 
 
 def _prepare_output(output_dir: str, overwrite: bool) -> None:
+    """Clears what an earlier run left in output_dir and checks that it can be written.
+
+    --overwrite deletes a completed run before the new one starts, and says so: keeping it
+    until the new run is complete would take twice the space (a full disk is the likeliest
+    reason a rerun fails) and, on gs:// or s3://, a copy of every object to move the new run
+    into place. Write the new run to another --output_dir to keep the old one until it is done.
+
+    Raises:
+      UsageError: a completed run is there and overwrite is False.
+      RunFailedError: output_dir cannot be created or written.
+    """
     from apache_beam.io.filesystems import FileSystems
 
-    success = FileSystems.join(output_dir, outputs.SUCCESS)
-    if FileSystems.exists(success) and not overwrite:
-        raise UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
-    stale = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
-    stale = [path for path in stale if FileSystems.exists(path)]
-    if stale:
-        FileSystems.delete(stale)
+    with failures.writing(output_dir, "--output_dir"):   # a remote store refusing access, say
+        completed = FileSystems.exists(FileSystems.join(output_dir, outputs.SUCCESS))
+    if completed:
+        if not overwrite:
+            raise UsageError(f"{output_dir} already holds a completed run; pass --overwrite to replace it")
+        print(f"--overwrite: deleting the completed run in {output_dir} now; if this run fails, "
+              "no usable output remains there", file=sys.stderr, flush=True)
+    _remove_entries(output_dir)
+    probe = FileSystems.join(output_dir, outputs.WORK_DIR, "write-probe")
+    with failures.writing(output_dir, "--output_dir"):   # caught here, before minutes of work
+        FileSystems.create(probe).close()   # creates the directories on the way
+    FileSystems.delete([probe])
+
+
+def _remove_entries(output_dir: str) -> None:
+    """Deletes everything a run writes in output_dir (outputs.ENTRIES), and nothing else."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = [FileSystems.join(output_dir, e) for e in outputs.ENTRIES]
+    found = [path for path in found if FileSystems.exists(path)]
+    if found:
+        FileSystems.delete(found)
 
 
 def _read_options(args: argparse.Namespace) -> layouts.ReadOptions:
@@ -287,11 +333,14 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     dry_run = p.options.view_as(TestOptions).dry_run
     # Workers elsewhere (remote runners, worker processes): say what the runner knows meanwhile.
     watch = not (_workers_are_threads(beam_args) or quiet or dry_run)
-    with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
-        result = p.run()
-        if watcher is not None:
-            watcher.started(result)
-        state = None if dry_run else result.wait_until_finish()
+    try:
+        with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
+            result = p.run()
+            if watcher is not None:
+                watcher.started(result)
+            state = None if dry_run else result.wait_until_finish()
+    except Exception as e:  # noqa: BLE001 - whatever a step raised, in one line (the traceback with -v)
+        raise RunFailedError(failures.worker_cause(e) or f"the job failed: {failures.describe(e)}") from e
     if dry_run:
         runner = p.options.view_as(StandardOptions).runner
         print(f"dry run: the job was built for {runner} but not run; nothing was written", flush=True)
@@ -333,26 +382,48 @@ def run(argv: list[str] | None = None) -> Manifest | None:
     with progress.Display(console.stderr_is_terminal(), enabled=not args.quiet) as display:
         matched = _match_inputs(args)
         _prepare_output(args.output_dir, args.overwrite)
-        display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
-        # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
-        spec, work, samples = _plan(args, matched)
-        display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
-        display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
-        job_started = time.monotonic()
-        if not args.quiet:
-            print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
-                  flush=True)
-        if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
-            return None
-        job_seconds = time.monotonic() - job_started
+        with _removed_on_failure(args.output_dir):
+            display.expect("scan", _totals([t for tasks in matched.values() for t in tasks], {}))
+            # TensorFlow and tf.Transform load only now, so usage errors above stay fast and quiet.
+            spec, work, samples = _plan(args, matched)
+            display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
+            display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
+            job_started = time.monotonic()
+            if not args.quiet:
+                print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
+                      flush=True)
+            if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
+                return None
+            job_seconds = time.monotonic() - job_started
     from beam_pipeline.finalize import finalize
 
     timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
                "job": job_seconds, "total": time.monotonic() - started}
     run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
-    m = finalize.finalize_run(run_info, timings)
+    with _removed_on_failure(args.output_dir):
+        m = finalize.finalize_run(run_info, timings)
     print(_summary_line(m, args.output_dir), flush=True)
     return m
+
+
+@contextlib.contextmanager
+def _removed_on_failure(output_dir: str) -> Iterator[None]:
+    """A run that fails or is interrupted leaves nothing in output_dir: no later run can use
+    any of it (each starts by clearing it), and a full disk must not stay full. Except too
+    much bad input: that run's manifest and quarantine file say what was wrong."""
+    from beam_pipeline.finalize.finalize import TooMuchBadInputError
+
+    with console.on_interrupt(lambda: _remove_entries(output_dir)):
+        try:
+            yield
+        except TooMuchBadInputError:
+            raise
+        except BaseException:
+            try:
+                _remove_entries(output_dir)
+            except Exception as e:  # noqa: BLE001 - the run's own failure is the one to report
+                logging.warning("could not remove the failed run's files from %s: %s", output_dir, e)
+            raise
 
 
 def _keep_freed_memory() -> None:

@@ -47,7 +47,10 @@ class BadInputError(Exception):
 
 def as_bad_input(e: Exception) -> BadInputError:
     """Any failure while parsing a file quarantines it: a file can be broken in more ways than
-    any list of checks foresees, and one file must never stop the run."""
+    any list of checks foresees, and one file must never stop the run. Except MemoryError,
+    which is re-raised: it says nothing about the file."""
     if isinstance(e, BadInputError):
         return e
+    if isinstance(e, MemoryError):   # the worker's memory ran out: no reason to refuse a good file
+        raise e
     return BadInputError(CORRUPT, f"cannot parse the file ({type(e).__name__}: {e})")

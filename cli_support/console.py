@@ -7,21 +7,26 @@ TensorFlow's C++ runtime writes straight to file descriptor 2, and its start-up 
 (oneDNN, CUDA stubs, cuInit, CPU features, all printed before its logging is initialized)
 ignore TF_CPP_MIN_LOG_LEVEL; Python cannot intercept them. So `setup()` puts a pipe in front
 of fd 2: a thread copies everything to the real stderr except those known lines. Warnings
-and errors of every other kind, Python's included, still reach the user; `-v/--verbose`
-turns the filter off and the library logs back on.
+and errors of every other kind, Python's included, still reach the user, less tracebacks
+(cli_support/tracebacks.py: a failure is reported in one line); `-v/--verbose` turns the
+filter off and the library logs back on.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from cli_support import failures, tracebacks
 from cli_support.errors import RunFailedError, UsageError
 
 # Lines of TensorFlow's C++ start-up that say nothing a user can act on.
@@ -39,7 +44,7 @@ _state: dict = {}
 def verbosity_parser(quiet: bool) -> argparse.ArgumentParser:
     """The CLIs' shared -v/--verbose flag (and -q/--quiet where there is a progress display),
     as a parent parser: `main` reads it before TensorFlow loads."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the libraries' logs (TensorFlow's C++ start-up lines, info logs)")
     if quiet:
@@ -55,8 +60,10 @@ def setup(verbose: bool) -> None:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    _state["terminal"] = os.isatty(2)
+    _state.update(terminal=os.isatty(2), verbose=verbose)
     if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(tracebacks.drop_logged_tracebacks)
         _filter_stderr()
 
 
@@ -78,16 +85,17 @@ def _filter_stderr() -> None:
 
 def _copy_without_noise(read_end: int, terminal: int) -> None:
     pending = b""
+    dropper = tracebacks.TracebackDropper()
     while chunk := os.read(read_end, 1 << 16):
         *lines, pending = (pending + chunk).split(b"\n")
-        out = b"".join(line + b"\n" for line in lines if not _NOISE.match(line))
+        out = b"".join(line + b"\n" for line in lines if not _NOISE.match(line) and dropper.keep(line))
         # A line without its end yet (a progress bar's update, a prompt) goes out now unless
-        # it may turn out to be noise.
-        if pending and not pending.lstrip(b"\r").startswith(_NOISE_STARTS):
+        # it may turn out to be noise or part of a traceback.
+        if pending and not pending.lstrip(b"\r").startswith(_NOISE_STARTS) and not dropper.holds(pending):
             out, pending = out + pending, b""
         if out:
             os.write(terminal, out)
-    if pending and not _NOISE.match(pending):
+    if pending and not _NOISE.match(pending) and dropper.keep(pending):
         os.write(terminal, pending)
 
 
@@ -114,27 +122,68 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
       run: the CLI's run function.
       argv: its arguments (None: sys.argv).
       interrupted: what to say on Ctrl-C.
-      crashed: what to say before any other exception (its traceback is printed first).
+      crashed: what to say before any other exception, explained in one line (its traceback with -v).
     """
     code = 1
+    signal.signal(signal.SIGINT, functools.partial(_stop_now, f"error: {interrupted}"))
     try:
         run(argv)
         code = 0
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         code = 2
     except RunFailedError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if _state.get("verbose") and e.__cause__ is not None:
+            traceback.print_exception(e.__cause__)
+        _say(f"error: {e}")
     except SystemExit as e:  # argparse: --help (0) or a bad flag (2, message already printed)
         code = e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt:
-        print(f"error: {interrupted}", file=sys.stderr)
+        _say(f"error: {interrupted}")
         code = 130
     except BaseException as e:  # noqa: BLE001 - report, then exit non-zero
-        traceback.print_exc()
-        print(f"error: {crashed}: {type(e).__name__}: {e}", file=sys.stderr)
+        if _state.get("verbose"):
+            traceback.print_exc()
+        hint = "" if _state.get("verbose") else " (-v shows the traceback)"
+        _say(f"error: {crashed}: {failures.explain(e)}{hint}")
     finally:
-        sys.stdout.flush()
-        _restore_stderr()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit(code)
+
+
+def _say(line: str) -> None:
+    """Writes a line to stderr in one write: print's separate line end can land after another
+    thread's output (a library's log line) and join the two."""
+    sys.stderr.write(line + "\n")
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    _restore_stderr()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@contextlib.contextmanager
+def on_interrupt(action: Callable[[], None]) -> Iterator[None]:
+    """Runs `action` (e.g. removing a run's partial output) if Ctrl-C ends the process meanwhile."""
+    _state.setdefault("cleanups", []).append(action)
+    try:
+        yield
+    finally:
+        _state["cleanups"].remove(action)
+
+
+def _stop_now(line: str, *_signal) -> None:
+    """Ctrl-C: clean up and leave with 130, now.
+
+    Raising KeyboardInterrupt (Python's default) lands wherever the main thread happens to be,
+    and there TensorFlow or Beam may swallow it or turn it into another error: a Ctrl-C while
+    tf.Transform traced its graph came out as a SystemError traceback and the run went on.
+    Beam's worker threads stop with the process.
+    """
+    for action in reversed(_state.get("cleanups", [])):
+        with contextlib.suppress(Exception):   # leave anyway
+            action()
+    with contextlib.suppress(RuntimeError):    # the main thread may have been inside a write to stderr
+        _say(line)
+    _exit(130)

@@ -12,7 +12,18 @@ from tests.support.helpers import REPO, noise_lines, run_pipeline
 def test_help_and_flag_errors_exit_cleanly():
     assert run_pipeline("--help").returncode == 0
     typo = run_pipeline("--input", "x", "--output_dir", "y", "--max_lenght", "5")
-    assert typo.returncode == 2 and "unknown flag(s) --max_lenght" in typo.stderr
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == "error: unknown flag: --max_lenght (did you mean --max_length?); see --help"
+    beam_typo = run_pipeline("--input", "x", "--output_dir", "y", "--direct_num_worker=2")
+    assert beam_typo.returncode == 2 and "--direct_num_worker (did you mean --direct_num_workers?)" in beam_typo.stderr
+
+
+def test_an_abbreviated_flag_is_not_taken_for_the_flag(tmp_path):
+    # argparse's default prefix matching would read --output as --output_dir.
+    proc = run_pipeline("--input", str(tmp_path / "*.npz"), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown flag: --output (did you mean --output_dir?); see --help"
+    assert not (tmp_path / "out").exists()
 
 
 def test_dataflow_runner_refuses_local_paths_before_starting():

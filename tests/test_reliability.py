@@ -113,10 +113,15 @@ def test_a_killed_run_leaves_no_success_marker_and_no_partial_shard(tmp_path):
         data.load(str(out))                                   # the trainer refuses the partial output
 
 
-def test_missing_file_is_unreadable_not_a_crash(tmp_path):
-    task = FileTask(str(tmp_path / "gone.npz"), "train", 10)
+def test_an_unreadable_file_is_quarantined_and_a_vanished_one_stops_the_run(tmp_path):
+    (tmp_path / "dir.npz").mkdir()    # there, but cannot be read as a file (even by root)
+    task = FileTask(str(tmp_path / "dir.npz"), "train", 10)
     read = reader.read_task(task, layouts.ReadOptions(), DatasetSpec((2,), "float32", 4), 1 << 20)
     assert read.quarantine[0].reason == errors.UNREADABLE and not read.batches
+    # Listed when the run began, gone now: the passes would not all read the same data.
+    gone = FileTask(str(tmp_path / "gone.npz"), "train", 10)
+    with pytest.raises(errors.RunFailedError, match="gone.npz disappeared while the job ran"):
+        reader.read_task(gone, layouts.ReadOptions(), DatasetSpec((2,), "float32", 4), 1 << 20)
 
 
 def _valid_files() -> dict[str, bytes]:

@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from beam_pipeline.sample_data import write_dataset
+from tests.support import mounts
 from tests.support.helpers import REPO, manifest, noise_lines, read_split, run_ok
 from trainer import data, export, model, outputs, train
 from trainer.config import TrainConfig
@@ -359,6 +360,23 @@ def test_cli_refuses_an_incomplete_run_with_exit_code_2(sequences, tmp_path):
     assert verbose.returncode == 2 and "_SUCCESS" in verbose.stderr and noise_lines(verbose.stderr), verbose.stderr
 
 
+def test_cli_failures_are_one_line_and_leave_no_partial_export(sequences, tmp_path):
+    with mounts.read_only(tmp_path / "read-only") as read_only:
+        proc = _cli("--data_dir", sequences[0], "--model_dir", str(read_only / "model"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (f"error: {mounts.read_only_kind()} while writing "
+                                                    f"{read_only / 'model'}: choose another --model_dir")
+    # A disk that fills up when the serving model is exported, after the epochs' checkpoints.
+    with mounts.small_disk(tmp_path / "disk", "1m") as disk:
+        proc = _cli("--data_dir", sequences[0], "--model_dir", str(disk / "model"), "--epochs", "1",
+                    "--batch_size", str(BATCH), "--throughput_batches", "1")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert re.fullmatch(r"error: training failed: no space left on device \(.*No space left on device\): "
+                            r"free space or write elsewhere \(-v shows the traceback\)",
+                            proc.stderr.strip().splitlines()[-1]), proc.stderr[-3000:]
+        assert not (disk / "model" / outputs.SERVING_DIR).exists()
+
+
 def test_cli_help_documents_every_flag_and_bad_flags_exit_2():
     proc = _cli("--help")
     assert proc.returncode == 0
@@ -369,6 +387,23 @@ def test_cli_help_documents_every_flag_and_bad_flags_exit_2():
         assert all(flag in proc.stdout for flag in action.option_strings)
     proc = _cli("--data_dir", "out", "--model_dir", "model", "--strategy", "gpu")
     assert proc.returncode == 2 and "invalid choice: 'gpu'" in proc.stderr
+
+
+@pytest.mark.parametrize("flag, meant", [("--model_d", "--model_dir"), ("--data", "--data_dir"),
+                                         ("--epoch", "--epochs"), ("--batchsize", "--batch_size")])
+def test_a_flag_the_trainer_does_not_have_is_refused_with_the_closest_one(flag, meant, tmp_path, capsys):
+    # Abbreviations and typos alike: argparse's prefix matching once read --model as --model_dir.
+    from trainer import cli
+
+    given = {"--data_dir": str(tmp_path / "data"), "--model_dir": str(tmp_path / "model")}
+    given.pop(meant, None)
+    argv = [a for pair in given.items() for a in pair] + [flag, "3"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"python -m trainer: error: unknown flag: {flag} (did you mean {meant}?); see --help"
+    assert not (tmp_path / "model").exists() and not (tmp_path / "3").exists()
 
 
 def test_the_trainer_needs_no_beam():

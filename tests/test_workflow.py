@@ -36,7 +36,7 @@ def run_workflow(ws, *flags: str, expect: int = 0) -> dict:
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     with open(ws / "runs" / "last_run.json") as f:
-        return {**json.load(f), "stdout": proc.stdout}
+        return {**json.load(f), "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 def statuses(summary: dict) -> dict[str, str]:
@@ -168,7 +168,10 @@ def test_an_unchanged_rerun_is_served_from_the_cache(ws, first, rerun):
 
 
 def test_a_failed_step_leaves_the_published_model_and_the_cached_outputs_in_place(ws, first, failed):
-    assert failed["status"] == "failed" and "preprocess" in failed["error"]
+    # The step's CLI said why, and the workflow says it again in its last line, without a traceback.
+    assert failed["status"] == "failed" and failed["error"] == "step preprocess: --num_shards must be >= 0"
+    assert failed["stderr"].strip().splitlines()[-1] == f"error: the workflow failed: {failed['error']}"
+    assert "Traceback" not in failed["stdout"] + failed["stderr"]
     assert statuses(failed)["fingerprint"] == "ran"
     assert statuses(failed)["preprocess"] == "not completed"
     assert pointer(ws) == first[1]
@@ -232,6 +235,22 @@ def test_a_glob_that_matches_nothing_is_a_usage_error(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no file matches" in proc.stderr
     assert not os.path.exists(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("argv, flag, meant", [
+    (["run", "--input", "x", "--eval_input", "y", "--publish_di", "p"], "--publish_di", "--publish_dir"),
+    (["run", "--input", "x", "--eval_input", "y", "--epoch", "3"], "--epoch", "--epochs"),
+    (["run", "--inputs", "x", "--eval_input", "y"], "--inputs", "--input"),
+    (["compile", "--imag", "i"], "--imag", "--image")])
+def test_a_flag_the_workflow_does_not_have_is_refused_with_the_closest_one(argv, flag, meant, tmp_path, capsys):
+    from workflow import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.run([*argv, "--root", str(tmp_path / "runs")] if argv[0] == "run" else argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"python -m workflow {argv[0]}: error: unknown flag: {flag} (did you mean {meant}?); see --help"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_the_fingerprint_follows_content_and_trusts_unchanged_size_and_mtime(tmp_path):

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from cli_support import console
+from cli_support import console, flags
 from trainer import config as cfg
 from trainer import outputs
 
@@ -21,7 +21,7 @@ from trainer import outputs
 def build_parser() -> argparse.ArgumentParser:
     """The trainer's flags."""
     defaults = cfg.TrainConfig(data_dir="", model_dir="")
-    p = argparse.ArgumentParser(
+    p = flags.StrictParser(
         prog="python -m trainer", parents=[console.verbosity_parser(quiet=False)],
         description="Train a classifier on the preprocessing pipeline's TFRecord shards, evaluate it after "
                     "every epoch, and export a serving SavedModel that takes raw tf.train.Examples.",

@@ -79,5 +79,10 @@ def export_serving(model: keras.Model, info: DataInfo, export_dir: str) -> str:
     module = ServingModule(model, info)
     if tf.io.gfile.exists(export_dir):
         tf.io.gfile.rmtree(export_dir)
-    tf.saved_model.save(module, export_dir, signatures={SIGNATURE: module.serve.get_concrete_function()})
+    try:
+        tf.saved_model.save(module, export_dir, signatures={SIGNATURE: module.serve.get_concrete_function()})
+    except Exception:   # a half-written SavedModel (a full disk, say) is of no use: free its space
+        if tf.io.gfile.exists(export_dir):
+            tf.io.gfile.rmtree(export_dir)
+        raise
     return export_dir

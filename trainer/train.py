@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
+from cli_support import failures
 from trainer import augment, data, export, model, outputs, strategy
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
@@ -28,6 +29,7 @@ from trainer.errors import ConfigError
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
+_PROBE = ".write-probe"   # written and removed at the start: an unwritable model_dir fails at once
 
 
 def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
@@ -109,7 +111,11 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     steps = _check(config, info, replicas)
     keras.utils.set_random_seed(config.seed)
     model_dir = config.model_dir.rstrip("/") or "/"
-    tf.io.gfile.makedirs(model_dir)
+    with failures.writing(model_dir, "--model_dir"):   # refused now, not after the first epoch
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(posixpath.join(model_dir, _PROBE), "w") as f:
+            f.write("")
+        tf.io.gfile.remove(posixpath.join(model_dir, _PROBE))
 
     reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length, config.seed)
     examples_per_sec = data.measure_throughput(

@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Any
 
-from cli_support import console, paths
+from cli_support import console, flags, paths
 from cli_support.errors import RunFailedError, UsageError
 from trainer import outputs as model_outputs
 from workflow import publish, report, storage
@@ -39,7 +39,7 @@ STAT_CACHE_FILE = "fingerprint-stat-cache.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m workflow", description=__doc__.split("\n\n")[0],
+    p = flags.StrictParser(prog="python -m workflow", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole workflow here (kfp local runner, cached by content)",
@@ -162,6 +162,9 @@ def run_local(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         records = report.read(report_path)
         os.unlink(report_path)
+    failure = records.get(report.FAILURE)
+    if error and failure:   # kfp names the task; its CLI said why
+        error = f"step {failure['failed_step']}: {failure['cause']}"
     summary = {"status": "failed" if error else "succeeded", "error": error,
                "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                "elapsed_s": round(time.perf_counter() - start, 2), "steps": _statuses(records, error is None),

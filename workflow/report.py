@@ -15,6 +15,8 @@ import os
 from typing import Any
 
 REPORT_ENV = "WORKFLOW_STEP_REPORT"
+# The line of a step whose CLI failed: {"step": FAILURE, "failed_step": ..., "cause": the CLI's error line}.
+FAILURE = "failure"
 
 
 def record(step: str, **details: Any) -> None:

@@ -30,10 +30,6 @@ PREPROCESS_CODE = ("beam_pipeline", "transforms", "cli_support", "workflow.steps
 TRAIN_CODE = ("trainer", "transforms", "cli_support", "workflow.steps", "workflow.storage")
 
 
-class StepFailedError(RuntimeError):
-    """A step's CLI exited with a non-zero status."""
-
-
 def location(uri: str, path: str) -> str:
     """Where a step reads or writes an artifact: its URI on a remote store, else its local path.
 
@@ -64,17 +60,27 @@ def beam_flags(runner: str, project: str, region: str, bucket: str) -> list[str]
     return flags
 
 
-def run_cli(module: str, args: Sequence[str]) -> None:
+def run_cli(step: str, module: str, args: Sequence[str]) -> None:
     """Runs `python -m MODULE ARGS` with this interpreter; its output goes to the step's log.
 
     Raises:
-      StepFailedError: the CLI exited non-zero (1: the run failed, 2: a usage error).
+      SystemExit: the CLI exited non-zero (1: the run failed, 2: a usage error): the step ends
+        with its status. Its error line, already in the step's log, is reported
+        (report.FAILURE) for the run's summary; a traceback of this function would add nothing.
     """
     command = [sys.executable, "-m", module, *args]
     print(f"running: {shlex.join(command)}", flush=True)
-    code = subprocess.run(command, check=False).returncode
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    cause = None
+    for line in proc.stderr:   # copied through as it comes; the CLI's last "error: " line says why it failed
+        sys.stderr.write(line)
+        if line.startswith("error: "):
+            cause = line.removeprefix("error: ").strip()
+    code = proc.wait()
     if code != 0:
-        raise StepFailedError(f"python -m {module} exited with status {code}")
+        cause = cause or f"python -m {module} exited with status {code}"
+        report.record(report.FAILURE, failed_step=step, cause=cause)
+        sys.exit(code)
 
 
 def preprocess(input_globs: Sequence[str], eval_globs: Sequence[str], output_dir: str, flags: Sequence[str],
@@ -82,7 +88,7 @@ def preprocess(input_globs: Sequence[str], eval_globs: Sequence[str], output_dir
     """Runs the Beam job into output_dir (flags: the pipeline's and Beam's); returns facts for the artifact."""
     argv = [a for g in input_globs for a in ("--input", g)] + [a for g in eval_globs for a in ("--eval_input", g)]
     # --overwrite: a retried execution reuses its output directory.
-    run_cli("beam_pipeline", [*argv, "--output_dir", output_dir, "--overwrite", *flags])
+    run_cli("preprocess", "beam_pipeline", [*argv, "--output_dir", output_dir, "--overwrite", *flags])
     manifest = Manifest.from_json(storage.read_json(storage.join(output_dir, outputs.MANIFEST)))
     facts = {"key": key, "examples": {s: v.examples_written for s, v in manifest.splits.items()},
              "inputs": len(manifest.inputs)}
@@ -98,7 +104,7 @@ def copy_report(output_dir: str, path: str) -> None:
 def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_args: Sequence[str],
           key: str) -> dict[str, Any]:
     """Trains into model_dir (a fresh directory per execution); returns its final metrics."""
-    run_cli("trainer", ["--data_dir", data_dir, "--model_dir", model_dir, "--epochs", str(epochs),
+    run_cli("train", "trainer", ["--data_dir", data_dir, "--model_dir", model_dir, "--epochs", str(epochs),
                         "--batch_size", str(batch_size), *extra_args])
     metrics = storage.read_json(storage.join(model_dir, model_outputs.METRICS_FILE))
     facts = {"key": key, "train": metrics["train"], "eval": metrics.get("eval")}

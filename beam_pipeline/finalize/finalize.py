@@ -88,12 +88,17 @@ def _label_vocabulary(output_dir: str, spec: DatasetSpec) -> list[str] | None:
     return [w.decode("utf-8", "replace") for w in words]
 
 
+class TooMuchBadInputError(RunFailedError):
+    """More of a split was quarantined than --max_bad_fraction allows: the run's manifest and
+    quarantine file stay, to show what was wrong; _SUCCESS is not written."""
+
+
 def _check_bad_fraction(m: Manifest, limit: float) -> None:
     for split, s in m.splits.items():
         sample_fraction = s.examples_quarantined / max(1, s.examples_read)
         file_fraction = s.files_quarantined / max(1, s.files_matched)
         if max(sample_fraction, file_fraction) > limit:
-            raise RunFailedError(
+            raise TooMuchBadInputError(
                 f"{split}: {s.examples_quarantined}/{s.examples_read} examples and "
                 f"{s.files_quarantined}/{s.files_matched} files quarantined, more than "
                 f"--max_bad_fraction={limit}; see {m.quarantine.file} (no {outputs.SUCCESS} written)")
@@ -109,7 +114,7 @@ def finalize_run(run: RunInfo, timings: dict[str, float | None] | None) -> Manif
       The manifest.
 
     Raises:
-      RunFailedError: too much bad input (the manifest is written, _SUCCESS is not).
+      TooMuchBadInputError: too much bad input (the manifest is written, _SUCCESS is not).
     """
     out = run.output_dir
     found = scratch.read_records(out)

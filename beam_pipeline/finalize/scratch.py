@@ -20,6 +20,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.finalize import records
+from cli_support import failures
 from transforms.outputs import WORK_DIR
 
 _STEPS = "steps"
@@ -36,14 +37,21 @@ def _step_path(output_dir: str, name: str, suffix: str) -> str:
 
 
 def write_step(output_dir: str, name: str, found: Iterable[Any], partial_stats: tuple[str, Any] | None = None) -> None:
-    """Saves what step `name` found (records, and a split's partial statistics, compacted)."""
-    with FileSystems.create(_step_path(output_dir, name, _RECORDS)) as f:
-        f.write("".join(records.encode(r) + "\n" for r in found).encode("utf-8"))
+    """Saves what step `name` found (records, and a split's partial statistics, compacted).
+
+    Raises:
+      RunFailedError: a file cannot be written (a full disk, no permission), naming it.
+    """
+    _write(_step_path(output_dir, name, _RECORDS), "".join(records.encode(r) + "\n" for r in found).encode("utf-8"))
     if partial_stats is not None:
         split, acc = partial_stats
         acc.compact()
-        with FileSystems.create(_step_path(output_dir, name, _STATS)) as f:
-            f.write(pickle.dumps((split, acc)))
+        _write(_step_path(output_dir, name, _STATS), pickle.dumps((split, acc)))
+
+
+def _write(path: str, data: bytes) -> None:
+    with failures.writing(path, "--output_dir"), FileSystems.create(path) as f:
+        f.write(data)
 
 
 def _matches(output_dir: str, suffix: str) -> list[str]:

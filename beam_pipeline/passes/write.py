@@ -30,6 +30,7 @@ from beam_pipeline.planning.plan import ShardTask
 from beam_pipeline.reading import layouts, reader
 from beam_pipeline.reading.samples import Pool, SampleBatch, concat_batches
 from beam_pipeline.statistics import feature_stats
+from cli_support import failures
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 
@@ -171,6 +172,7 @@ class _ShardFile:
         self._temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
         self._compression = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
         self.examples = 0
+        self._bytes = 0
         self.lengths: collections.Counter = collections.Counter()
 
     def __enter__(self) -> _ShardFile:
@@ -178,16 +180,28 @@ class _ShardFile:
         return self
 
     def write(self, records: list[bytes], lengths: np.ndarray) -> None:
-        self._sink.write(tfrecord.frame_records(records))
+        data = tfrecord.frame_records(records)
+        with failures.writing(self._final, "--output_dir", lambda: self._bytes):
+            self._sink.write(data)
+        self._bytes += len(data)
         self.examples += len(records)
         self.lengths.update(lengths.tolist())
 
     def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            self._discard()
+            return
         self._sink.close()
-        if kind is None:
-            if FileSystems.exists(self._final):
-                FileSystems.delete([self._final])
-            FileSystems.rename([self._temp], [self._final])
+        if FileSystems.exists(self._final):
+            FileSystems.delete([self._final])
+        FileSystems.rename([self._temp], [self._final])
+
+    def _discard(self) -> None:
+        """Removes the partial file of a failed shard: on a full disk, its space is what is missing."""
+        with contextlib.suppress(Exception):   # closing flushes, which fails again on a full disk
+            self._sink.close()
+        with contextlib.suppress(Exception):
+            FileSystems.delete([self._temp])
 
 
 @dataclasses.dataclass

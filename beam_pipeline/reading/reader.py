@@ -92,14 +92,32 @@ class TaskRead:
 
 
 def _open(task: FileTask, digest: bool) -> tuple[bytes, int, str | None]:
-    """The task's file, its size and sha256 (if asked for)."""
-    data = read_bytes(task.path)
+    """The task's file, its size and sha256 (if asked for).
+
+    Raises:
+      RunFailedError: the file is gone, or its size is not the one listed when the run began:
+        the passes would not all have read the same data (statistics from one version,
+        records from another). A file unreadable from the start is quarantined instead.
+    """
+    try:
+        data = read_bytes(task.path)
+    except errors.BadInputError:
+        if not FileSystems.exists(task.path):
+            raise errors.RunFailedError(f"input {task.path} disappeared while the job ran: "
+                                        "restore it, or run again without it") from None
+        raise
+    if len(data) != task.size:
+        raise errors.RunFailedError(f"input {task.path} changed while the job ran ({task.size:,} bytes when listed, "
+                                    f"{len(data):,} now): run again once the inputs stay unchanged")
     return data, len(data), hashlib.sha256(data).hexdigest() if digest else None
 
 
 def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chunk_bytes: int,
               digest: bool = True) -> TaskRead:
     """Reads, checks and batches a task's samples; never raises for bad input.
+
+    Raises:
+      RunFailedError: the file changed or vanished since it was listed, or memory ran out.
 
     Args:
       digest: compute the file's sha256 (only the pass that reports files needs it).
@@ -113,6 +131,11 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chun
         values = plan.read_values(task.sample_range)
         selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,
                                            chunk_bytes, task.sample_range)
+    except errors.RunFailedError:
+        raise
+    except MemoryError:   # the worker's fault, not the file's: the run stops, naming the file
+        raise errors.RunFailedError(f"out of memory reading {task.path} ({task.size / 1e6:.1f} MB): give the "
+                                    "workers more memory, or lower --samples_per_task and --batch_mb") from None
     except Exception as e:  # noqa: BLE001 - BadInputError, or anything else a broken file causes
         problem = errors.as_bad_input(e)
         start, stop = task.sample_range or (0, plan.num_samples if plan is not None else 0)
