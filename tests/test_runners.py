@@ -6,10 +6,12 @@ The paths exercised are those where a distributed runner breaks a pipeline that 
 process: elements and DoFns pickled across processes (multi_processing), the portable job
 API (PortableRunner, LOOPBACK), SDK workers started by a Beam worker pool in another working
 directory without the launcher's main session (EXTERNAL, how Flink runs Python workers), and
-Dataflow's translation with the project staged through --setup_file (dry run, offline).
+Dataflow's translation with the project staged through --setup_file (dry run, offline),
+and Beam's Prism runner (a Go job server; what DirectRunner runs on where Beam can fetch it).
 
-Not covered here (nothing to run them with offline): PROCESS and DOCKER environments, a
-real Flink or Spark job server, and a Dataflow submission; see docs/scaling.md.
+Not covered here: PROCESS and DOCKER environments, a Flink or Spark job server (no
+version of their jars that matches this SDK is served to these machines), and a Dataflow
+submission; see docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import pytest
 
 from beam_pipeline.sample_data import write_dataset
+from tests.support import runners
 from tests.support.helpers import REPO, manifest, run_ok, run_pipeline
 
 # A runner that loses its workers hangs instead of failing, so every run is bounded: run_ok
@@ -158,6 +161,18 @@ def test_portable_runner_loopback_with_setup_file_matches(dataset, reference, tm
     out = str(tmp_path / "out")
     _run(dataset, out, "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK",
          f"--setup_file={os.path.join(REPO, 'setup.py')}")
+    _assert_same_outputs(out, reference)
+
+
+@pytest.mark.parametrize("runner", ["PrismRunner", "DirectRunner"])
+def test_prism_matches_in_process(dataset, reference, tmp_path, runner):
+    """Beam's Prism runner, a job server in Go with SDK workers on the portable API; and the
+    DirectRunner, which is Prism wherever Beam can fetch the binary (online, it downloads
+    the release's; here it is given the one .ci/runners.sh built)."""
+    out = str(tmp_path / "out")
+    proc = _run(dataset, out, f"--runner={runner}", f"--prism_location={runners.prism()}")
+    # The job ran on Prism, not on the DirectRunner's fallback when Prism fails to start.
+    assert "PrismRunner: pipeline done" in proc.stderr, proc.stderr[-3000:]
     _assert_same_outputs(out, reference)
 
 
