@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,8 +28,12 @@ from beam_pipeline.errors import RunFailedError, UsageError
 from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
 from cli_support import console, paths
-from transforms import features, outputs
+from transforms import features, manifest, outputs
 from transforms.manifest import Manifest
+
+if TYPE_CHECKING:
+    from beam_pipeline.finalize.finalize import RunInfo
+    from beam_pipeline.pipeline import RunClock
 
 # Beam and TensorFlow load inside the functions that need them: --help and flag errors stay instant.
 
@@ -266,8 +271,9 @@ def _new_pipeline(beam_args: list[str]):
 
 
 def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.DatasetSpec, work: plan.Plan,
-             quiet: bool) -> bool:
-    """Builds and runs the Beam job; False for a dry run (built, not run).
+             run_info: RunInfo, clock: RunClock) -> bool:
+    """Builds and runs the Beam job, which ends by finalizing the run; False for a dry run
+    (built, not run).
 
     Raises:
       RunFailedError: the job did not finish.
@@ -279,14 +285,14 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
 
     config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression)
     p = _new_pipeline(beam_args)
-    pipeline.build_pipeline(p, config, work)
+    pipeline.build_pipeline(p, config, work, run_info, clock)
     # TensorFlow, Beam and the built job leave millions of long-lived objects that Python's
     # cyclic collector would otherwise rescan again and again while the data flows (~1.5 s
     # of CPU per GB measured); freezing them keeps them out of every later collection.
     gc.freeze()
     dry_run = p.options.view_as(TestOptions).dry_run
     # Workers elsewhere (remote runners, worker processes): say what the runner knows meanwhile.
-    watch = not (_workers_are_threads(beam_args) or quiet or dry_run)
+    watch = not (_workers_are_threads(beam_args) or args.quiet or dry_run)
     with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
         result = p.run()
         if watcher is not None:
@@ -323,7 +329,7 @@ def run(argv: list[str] | None = None) -> Manifest | None:
       UsageError: bad flags, empty globs, or a completed output without --overwrite.
       RunFailedError: the job failed, or more bad input than --max_bad_fraction allows.
     """
-    started = time.monotonic()
+    started = time.time()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     check_args(args, beam_args)
@@ -338,20 +344,40 @@ def run(argv: list[str] | None = None) -> Manifest | None:
         spec, work, samples = _plan(args, matched)
         display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
         display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
-        job_started = time.monotonic()
         if not args.quiet:
             print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
                   flush=True)
-        if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
+        from beam_pipeline import pipeline
+        from beam_pipeline.finalize import finalize
+
+        run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
+        clock = pipeline.RunClock(started, time.time(), phases_seen=_workers_are_threads(beam_args))
+        if not _run_job(args, beam_args, spec, work, run_info, clock):
             return None
-        job_seconds = time.monotonic() - job_started
+    m = _finalized_manifest(run_info)
+    print(_summary_line(m, args.output_dir), flush=True)
+    return m
+
+
+def _finalized_manifest(run_info: RunInfo) -> Manifest:
+    """The manifest the job's finalize step wrote.
+
+    Raises:
+      RunFailedError: the run had too much bad input, or the job ended without finalizing.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
     from beam_pipeline.finalize import finalize
 
-    timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
-               "job": job_seconds, "total": time.monotonic() - started}
-    run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
-    m = finalize.finalize_run(run_info, timings)
-    print(_summary_line(m, args.output_dir), flush=True)
+    out = run_info.output_dir
+    try:
+        with FileSystems.open(FileSystems.join(out, outputs.MANIFEST)) as f:
+            m = manifest.loads(f.read().decode("utf-8"))
+    except OSError as e:
+        raise RunFailedError(f"the job ended without writing {outputs.MANIFEST} in {out}: {e}") from e
+    if not FileSystems.exists(FileSystems.join(out, outputs.SUCCESS)):
+        raise RunFailedError(finalize.too_much_bad_input(m, run_info.max_bad_fraction)
+                             or f"the job ended without marking {out} complete ({outputs.SUCCESS})")
     return m
 
 

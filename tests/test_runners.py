@@ -191,21 +191,16 @@ def _worker_pool(cwd: str, log_path: str):
     the job waits for them forever.
     """
     port = _free_port()
+    # PYTHONPATH: the workers import this checkout's code, whatever an installed copy holds.
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3")
+               PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     with open(log_path, "wb") as log:
         pool = subprocess.Popen(
             [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: the workers it forks go with it
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert pool.poll() is None, f"the worker pool exited: {_tail(log_path)}"
-            with contextlib.suppress(OSError), socket.create_connection(("localhost", port), timeout=1):
-                break
-            assert time.monotonic() < deadline, f"the worker pool did not listen: {_tail(log_path)}"
-            time.sleep(0.2)
+        _wait_listening(pool, port, log_path)
         yield f"localhost:{port}"
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -216,6 +211,17 @@ def _worker_pool(cwd: str, log_path: str):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pool.pid, signal.SIGKILL)
             pool.wait(timeout=15)
+
+
+def _wait_listening(server: subprocess.Popen, port: int, log_path: str) -> None:
+    """Returns once `server` accepts connections on `port`; fails the test if it exits or takes a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, f"{server.args[0]} exited: {_tail(log_path)}"
+        with contextlib.suppress(OSError), socket.create_connection(("localhost", port), timeout=1):
+            return
+        assert time.monotonic() < deadline, f"{server.args[0]} did not listen: {_tail(log_path)}"
+        time.sleep(0.2)
 
 
 def _tail(path: str, n: int = 3000) -> str:
@@ -254,6 +260,54 @@ def test_portable_runner_external_worker_pool_matches(dataset, reference, tmp_pa
 
 
 @pytest.fixture(scope="module")
+def prism_job_server(tmp_path_factory):
+    """A Prism job server running on its own, as a cluster's does: its jobs outlive the launcher."""
+    port = _free_port()
+    log_path = str(tmp_path_factory.mktemp("prism") / "prism.log")
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([runners.prism(), f"--job_port={port}", "--serve_http=false"],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_listening(server, port, log_path)
+        yield f"localhost:{port}", log_path
+    finally:
+        server.kill()
+        server.wait(timeout=15)
+
+
+def test_killed_launcher_still_leaves_a_complete_output(dataset, reference, tmp_path, prism_job_server):
+    """The job finalizes itself (its last step writes the manifest, report and _SUCCESS): the
+    launcher is killed once the job runs, and the output still equals the in-process run's."""
+    endpoint, server_log = prism_job_server
+    out = tmp_path / "out"
+    with _worker_pool(str(tmp_path), str(tmp_path / "worker_pool.log")) as address:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "beam_pipeline",
+             *_args(str(dataset / "train-*.npz"), str(dataset / "test-*.npz"), str(out), "--runner=PortableRunner",
+                    f"--job_endpoint={endpoint}", "--environment_type=EXTERNAL", f"--environment_config={address}")],
+            cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stderr=subprocess.PIPE, text=True)
+        for line in launcher.stderr:   # until the job server has the job
+            if line.startswith("job RUNNING"):
+                break
+        launcher.kill()
+        assert launcher.wait(timeout=30) == -signal.SIGKILL
+        assert not (out / "_SUCCESS").exists(), "the job ended before its launcher was killed"
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (out / "_SUCCESS").exists():
+            assert time.monotonic() < deadline, f"no _SUCCESS in {RUN_TIMEOUT}s; job server:\n{_tail(server_log)}"
+            time.sleep(1)
+    _assert_same_outputs(str(out), reference)
+    _assert_no_leftovers(out)
+
+
+def _assert_no_leftovers(out) -> None:
+    """The output holds the manifest's shards and nothing half-done: no temporary shard, no scratch space."""
+    shards = [sh["file"] for s in manifest(str(out))["splits"].values() for sh in s["shards"]]
+    assert sorted(os.path.join("data", name) for name in os.listdir(out / "data")) == sorted(shards)
+    assert not (out / ".work").exists()
+
+
+@pytest.fixture(scope="module")
 def dataflow_dry_run(tmp_path_factory):
     """Our pipeline translated by the DataflowRunner with --dry_run=True: everything up to,
     and not including, staging files to GCS and submitting the job, so it runs offline.
@@ -268,6 +322,7 @@ def dataflow_dry_run(tmp_path_factory):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline import pipeline
+    from beam_pipeline.finalize import finalize
     from beam_pipeline.planning import plan
     from beam_pipeline.reading import layouts
     from transforms.features import DatasetSpec
@@ -285,7 +340,8 @@ def dataflow_dry_run(tmp_path_factory):
         f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
         f"--setup_file={os.path.join(REPO, 'setup.py')}", "--job_name=npy-tft-dry-run"])
     p = beam.Pipeline(options=options)
-    pipeline.build_pipeline(p, config, plan.Plan(tuple(train), tuple(shards)))
+    run = finalize.RunInfo(out, spec, {"train": train, "eval": evaluation}, [], "none", 0.05)
+    pipeline.build_pipeline(p, config, plan.Plan(tuple(train), tuple(shards)), run, pipeline.RunClock(0, 0, False))
     result = p.run()
     yield result
     # The runner builds the staged files (the sdist among them) in a temporary directory of
@@ -307,7 +363,7 @@ def test_dataflow_dry_run_translates_the_pipeline(dataflow_dry_run):
     assert job.proto.type_ == 1  # JOB_TYPE_BATCH
     top_level = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     assert {"TrainFiles", "ReadTrainForAnalysis", "AnalyzeTrain", "Shards",
-            "TransformAndWrite"} <= top_level
+            "TransformAndWrite", "Finalize"} <= top_level
     (env,) = job.proto_pipeline.components.environments.values()
     assert env.urn == "beam:env:docker:v1"  # the only kind of environment Dataflow runs
     image = beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image
