@@ -401,10 +401,18 @@ def _keep_freed_memory() -> None:
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
+def _workers_run_this_python() -> None:
+    """Puts this interpreter's directory first on PATH, for the SDK workers Beam starts as
+    `python` (LOOPBACK with --experiments=use_loopback_process_worker, as on Flink): another
+    interpreter dies with "No module named 'apache_beam'" and the runner waits for it forever."""
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the job and exits with a reliable status code (see
     cli_support/console.py): 0 success, 1 failed, 2 usage error."""
     verbose, _ = console.verbosity_parser(quiet=True).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
     _keep_freed_memory()
+    _workers_run_this_python()
     console.run_main(run, argv, interrupted="interrupted", crashed="the pipeline failed")

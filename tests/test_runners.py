@@ -176,6 +176,23 @@ def test_prism_matches_in_process(dataset, reference, tmp_path, runner):
     _assert_same_outputs(out, reference)
 
 
+def test_loopback_process_workers_run_the_launchers_python(dataset, reference, tmp_path):
+    """SDK workers started as processes by name (`python`), as on Flink: with no such
+    interpreter on PATH they would die at start-up and the job would wait for them forever."""
+    out = str(tmp_path / "out")
+    nothing = tmp_path / "empty"
+    nothing.mkdir()
+    env = dict(os.environ, PATH=str(nothing), TF_CPP_MIN_LOG_LEVEL="3")   # no `python` to be found
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline",
+         *_args(str(dataset / "train-*.npz"), str(dataset / "test-*.npz"), out, "--runner=PortableRunner",
+                "--job_endpoint=embed", "--environment_type=LOOPBACK", "--experiments=use_loopback_process_worker")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting worker with command ['python'" in proc.stderr   # the workers were processes
+    _assert_same_outputs(out, reference)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
