@@ -14,7 +14,7 @@ prism="$CACHE/bin/prism-v$BEAM"
 if [ ! -x "$prism" ]; then
   mkdir -p "$CACHE/bin"
   build=$(mktemp -d "$CACHE/bin/build.XXXXXX")
-  GOBIN="$build" GOFLAGS=-mod=mod go install "github.com/apache/beam/sdks/v2/go/cmd/prism@v$BEAM"
+  GOBIN="$build" GOFLAGS=-mod=mod "$(command -v go || echo /usr/local/go/bin/go)" install "github.com/apache/beam/sdks/v2/go/cmd/prism@v$BEAM"
   mv "$build/prism" "$prism"   # a rename: an interrupted build never leaves a partial binary
   rmdir "$build"
 fi

@@ -108,6 +108,8 @@ def _unknown_flags(beam_args: list[str]) -> list[str]:
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from beam_pipeline import flink_options  # noqa: F401 - declares the Flink job server's options
+
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
         cls._add_argparse_args(parser)  # the way Beam's own get_all_options builds its parser
@@ -250,10 +252,14 @@ def _bucket_bounds(flag: str, spec: features.DatasetSpec, train: list) -> tuple[
 
 def _new_pipeline(beam_args: list[str]):
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from beam_pipeline import flink_options
 
     options = PipelineOptions(beam_args)
     if not _in_process(beam_args):
+        if options.view_as(StandardOptions).runner == "FlinkRunner":
+            flink_options.set_defaults(options)
         return beam.Pipeline(options=options)
     from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
