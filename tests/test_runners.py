@@ -173,7 +173,20 @@ def test_prism_matches_in_process(dataset, reference, tmp_path, runner):
     proc = _run(dataset, out, f"--runner={runner}", f"--prism_location={runners.prism()}")
     # The job ran on Prism, not on the DirectRunner's fallback when Prism fails to start.
     assert "PrismRunner: pipeline done" in proc.stderr, proc.stderr[-3000:]
+    assert not _launched_prisms(), "the CLI left the Prism job server it started running"
     _assert_same_outputs(out, reference)
+
+
+def _launched_prisms() -> list[int]:
+    """Processes of the Prism binary as Beam's launcher starts it (with --log_kind; the
+    stand-alone job server of the tests below is started without)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode("utf-8", "replace").split("\0")
+            if args[0] == runners.prism() and "--log_kind" in args:
+                found.append(int(pid))
+    return found
 
 
 def test_loopback_process_workers_run_the_launchers_python(dataset, reference, tmp_path):
