@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,12 @@ from beam_pipeline.errors import RunFailedError, UsageError
 from beam_pipeline.planning import length_buckets, plan
 from beam_pipeline.reading import layouts
 from cli_support import console, failures, flags, paths
-from transforms import features, outputs
+from transforms import features, manifest, outputs
 from transforms.manifest import Manifest
+
+if TYPE_CHECKING:
+    from beam_pipeline.finalize.finalize import RunInfo
+    from beam_pipeline.pipeline import RunClock
 
 # Beam and TensorFlow load inside the functions that need them: --help and flag errors stay instant.
 
@@ -105,6 +110,8 @@ def _unknown_flags(beam_args: list[str]) -> str | None:
     to the default is worse than an error.
     """
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipeline import flink_options  # noqa: F401 - declares the Flink job server's options
 
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
@@ -291,10 +298,14 @@ def _bucket_bounds(flag: str, spec: features.DatasetSpec, train: list) -> tuple[
 
 def _new_pipeline(beam_args: list[str]):
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from beam_pipeline import flink_options
 
     options = PipelineOptions(beam_args)
     if not _in_process(beam_args):
+        if options.view_as(StandardOptions).runner == "FlinkRunner":
+            flink_options.set_defaults(options)
         return beam.Pipeline(options=options)
     from apache_beam.options.pipeline_options import DirectOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -312,8 +323,9 @@ def _new_pipeline(beam_args: list[str]):
 
 
 def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.DatasetSpec, work: plan.Plan,
-             quiet: bool) -> bool:
-    """Builds and runs the Beam job; False for a dry run (built, not run).
+             run_info: RunInfo, clock: RunClock) -> bool:
+    """Builds and runs the Beam job, which ends by finalizing the run; False for a dry run
+    (built, not run).
 
     Raises:
       RunFailedError: the job did not finish.
@@ -325,14 +337,14 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
 
     config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression)
     p = _new_pipeline(beam_args)
-    pipeline.build_pipeline(p, config, work)
+    pipeline.build_pipeline(p, config, work, run_info, clock)
     # TensorFlow, Beam and the built job leave millions of long-lived objects that Python's
     # cyclic collector would otherwise rescan again and again while the data flows (~1.5 s
     # of CPU per GB measured); freezing them keeps them out of every later collection.
     gc.freeze()
     dry_run = p.options.view_as(TestOptions).dry_run
     # Workers elsewhere (remote runners, worker processes): say what the runner knows meanwhile.
-    watch = not (_workers_are_threads(beam_args) or quiet or dry_run)
+    watch = not (_workers_are_threads(beam_args) or args.quiet or dry_run)
     try:
         with progress.JobWatcher() if watch else contextlib.nullcontext() as watcher:
             result = p.run()
@@ -372,7 +384,7 @@ def run(argv: list[str] | None = None) -> Manifest | None:
       UsageError: bad flags, empty globs, or a completed output without --overwrite.
       RunFailedError: the job failed, or more bad input than --max_bad_fraction allows.
     """
-    started = time.monotonic()
+    started = time.time()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, beam_args = parse_args(argv)
     check_args(args, beam_args)
@@ -388,21 +400,44 @@ def run(argv: list[str] | None = None) -> Manifest | None:
             spec, work, samples = _plan(args, matched)
             display.expect("analyze", _totals([t for group in work.analysis for t in group], samples))
             display.expect("write", _totals([t for shard in work.shards for t in shard.tasks], samples))
-            job_started = time.monotonic()
             if not args.quiet:
                 print("building the job (TensorFlow loads, tf.Transform traces the graph) ...", file=sys.stderr,
                       flush=True)
-            if not _run_job(args, beam_args, spec, work, quiet=args.quiet):
+            from beam_pipeline import pipeline
+            from beam_pipeline.finalize import finalize
+
+            run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression,
+                                        args.max_bad_fraction)
+            clock = pipeline.RunClock(started, time.time(), phases_seen=_workers_are_threads(beam_args))
+            if not _run_job(args, beam_args, spec, work, run_info, clock):
                 return None
-            job_seconds = time.monotonic() - job_started
+            m = _finalized_manifest(run_info)
+    print(_summary_line(m, args.output_dir), flush=True)
+    return m
+
+
+def _finalized_manifest(run_info: RunInfo) -> Manifest:
+    """The manifest the job's finalize step wrote.
+
+    Raises:
+      TooMuchBadInputError: the run had too much bad input.
+      RunFailedError: the job ended without finalizing.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
     from beam_pipeline.finalize import finalize
 
-    timings = {**progress.phase_seconds(progress.TRACKER.snapshot() if _workers_are_threads(beam_args) else {}),
-               "job": job_seconds, "total": time.monotonic() - started}
-    run_info = finalize.RunInfo(args.output_dir, spec, matched, argv, args.compression, args.max_bad_fraction)
-    with _removed_on_failure(args.output_dir):
-        m = finalize.finalize_run(run_info, timings)
-    print(_summary_line(m, args.output_dir), flush=True)
+    out = run_info.output_dir
+    try:
+        with FileSystems.open(FileSystems.join(out, outputs.MANIFEST)) as f:
+            m = manifest.loads(f.read().decode("utf-8"))
+    except OSError as e:
+        raise RunFailedError(f"the job ended without writing {outputs.MANIFEST} in {out}: {e}") from e
+    if not FileSystems.exists(FileSystems.join(out, outputs.SUCCESS)):
+        bad_input = finalize.too_much_bad_input(m, run_info.max_bad_fraction)
+        if bad_input:
+            raise finalize.TooMuchBadInputError(bad_input)
+        raise RunFailedError(f"the job ended without marking {out} complete ({outputs.SUCCESS})")
     return m
 
 
@@ -446,10 +481,18 @@ def _keep_freed_memory() -> None:
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
+def _workers_run_this_python() -> None:
+    """Puts this interpreter's directory first on PATH, for the SDK workers Beam starts as
+    `python` (LOOPBACK with --experiments=use_loopback_process_worker, as on Flink): another
+    interpreter dies with "No module named 'apache_beam'" and the runner waits for it forever."""
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the job and exits with a reliable status code (see
     cli_support/console.py): 0 success, 1 failed, 2 usage error."""
     verbose, _ = console.verbosity_parser(quiet=True).parse_known_args(sys.argv[1:] if argv is None else argv)
     console.setup(verbose.verbose)
     _keep_freed_memory()
+    _workers_run_this_python()
     console.run_main(run, argv, interrupted="interrupted", crashed="the pipeline failed")

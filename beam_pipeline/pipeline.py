@@ -1,4 +1,9 @@
-"""The Beam graph: read training files -> analyze; read every split -> transform -> shards.
+"""The Beam graph: read training files -> analyze; read every split -> transform -> shards;
+once every shard is committed, finalize the run (manifest, statistics, report, _SUCCESS).
+
+Finalizing is the job's own last step, not the launcher's: a job whose launcher was killed,
+or that was launched detached (templates, a workflow's Dataflow operator), still leaves a
+complete output.
 
 Each pass reads the input files itself instead of sharing one PCollection: a shared
 PCollection would have to be materialized whole between the analyze and transform stages
@@ -9,14 +14,19 @@ cheaper than holding the dataset in memory, and memory stays flat as data grows.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline import progress
+from beam_pipeline.finalize import finalize
+from beam_pipeline.passes import write
 from beam_pipeline.passes.analyze import AnalyzeSamples
-from beam_pipeline.passes.write import WriteShardFn
 from beam_pipeline.planning import plan
 from beam_pipeline.reading import layouts, reader, samples
+from transforms import outputs
 from transforms.features import DatasetSpec
 
 
@@ -62,7 +72,48 @@ class ReadSamples(beam.PTransform):
                 | "Read" >> beam.FlatMap(_read_group, self._config))
 
 
-def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan) -> None:
+@dataclasses.dataclass(frozen=True)
+class RunClock:
+    """When the run and its job started, for the manifest's timings.
+
+    Attributes:
+      run_started: time.time() when the launcher started (wall clock: the finalize step may
+        run on another machine).
+      job_started: time.time() when the launcher started building the job.
+      phases_seen: whether the finalize step's process saw the passes' progress (the
+        in-process runner's threads); elsewhere the per-phase times are unknown.
+    """
+
+    run_started: float
+    job_started: float
+    phases_seen: bool
+
+    def timings(self) -> dict[str, float | None]:
+        now = time.time()
+        seen = progress.TRACKER.snapshot() if self.phases_seen else {}
+        return {**progress.phase_seconds(seen), "job": now - self.job_started, "total": now - self.run_started}
+
+
+class FinalizeFn(beam.DoFn):
+    """The job's last step, run once after every shard is committed (its side input)."""
+
+    def __init__(self, run: finalize.RunInfo, clock: RunClock):
+        self._run = run
+        self._clock = clock
+
+    def process(self, _, committed: list[str]):
+        out = self._run.output_dir
+        if FileSystems.exists(FileSystems.join(out, outputs.SUCCESS)):
+            return   # a retry of this step after it completed: its scratch space is gone
+        write.remove_unfinished(out)
+        m = finalize.finalize_run(self._run, self._clock.timings())
+        failure = finalize.too_much_bad_input(m, self._run.max_bad_fraction)
+        logging.log(logging.ERROR if failure else logging.INFO, "%d shards committed, run finalized: %s",
+                    len(committed), failure or out)
+
+
+def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan, run: finalize.RunInfo,
+                   clock: RunClock) -> None:
     """Adds the whole job to pipeline `p`."""
     out = config.output_dir
     batches = (p
@@ -70,9 +121,14 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan) -> None
                | "ReadTrainForAnalysis" >> ReadSamples(config))
     transform_dir = batches | "AnalyzeTrain" >> AnalyzeSamples(config.spec, out)
 
+    committed = (p
+                 | "Shards" >> beam.Create(work.shards)
+                 | "DistributeShards" >> beam.Reshuffle()
+                 | "TransformAndWrite" >> beam.ParDo(
+                     write.WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes,
+                                        config.compression),
+                     beam.pvalue.AsSingleton(transform_dir)))
+    # One element, processed once the side input (every shard committed) is complete.
     _ = (p
-         | "Shards" >> beam.Create(work.shards)
-         | "DistributeShards" >> beam.Reshuffle()
-         | "TransformAndWrite" >> beam.ParDo(
-             WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes, config.compression),
-             beam.pvalue.AsSingleton(transform_dir)))
+         | "FinalizeTrigger" >> beam.Create([None])
+         | "Finalize" >> beam.ParDo(FinalizeFn(run, clock), beam.pvalue.AsList(committed)))

@@ -15,6 +15,7 @@ filter off and the library logs back on.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
 import logging
@@ -116,7 +117,9 @@ def run_main(run: Callable[[list[str] | None], object], argv: list[str] | None, 
     After a tf.Transform pipeline, this stack's interpreter often segfaults while tearing
     down protobuf objects (exit 139 after a complete, correct run). Once the outputs are
     closed and the streams flushed there is nothing left to finalize, so the process
-    leaves with os._exit and the status reflects the run, not the teardown.
+    leaves with os._exit and the status reflects the run, not the teardown. The atexit
+    handlers run first: Beam stops the job servers it started (Prism, Flink's Java job
+    server) in them, which os._exit alone would leave running after every such run.
 
     Args:
       run: the CLI's run function.
@@ -157,6 +160,7 @@ def _say(line: str) -> None:
 
 
 def _exit(code: int) -> None:
+    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit would run (Beam stops the job servers it started)
     sys.stdout.flush()
     _restore_stderr()
     sys.stderr.flush()

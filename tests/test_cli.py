@@ -69,3 +69,21 @@ def test_a_directory_for_a_glob_gets_a_suggestion(tmp_path):
     proc = run_pipeline("--input", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert f"is a directory: did you mean '{tmp_path / 'data'}/*.npz'" in proc.stderr, proc.stderr
+
+
+def test_flink_jobs_default_to_blocking_exchanges_sent_to_the_job_server():
+    """On FlinkRunner the CLI asks for BATCH_FORCED (a failed task restarts alone; see
+    beam_pipeline/flink_options.py), in the options the job server receives; a flag given wins."""
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    from beam_pipeline import cli
+
+    def sent(beam_args: list[str]) -> dict:
+        cli.check_args(cli.parse_args(["--input", "x", "--output_dir", "y", *beam_args])[0], beam_args)
+        options = cli._new_pipeline(beam_args).options.get_all_options()
+        return dict(JobServiceHandle.encode_pipeline_options({k: v for k, v in options.items() if v is not None}))
+
+    key = "beam:option:execution_mode_for_batch:v1"
+    assert sent(["--runner=FlinkRunner"])[key] == "BATCH_FORCED"
+    assert sent(["--runner=FlinkRunner", "--execution_mode_for_batch=PIPELINED"])[key] == "PIPELINED"
+    assert key not in sent(["--runner=PortableRunner"])

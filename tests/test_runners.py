@@ -6,10 +6,12 @@ The paths exercised are those where a distributed runner breaks a pipeline that 
 process: elements and DoFns pickled across processes (multi_processing), the portable job
 API (PortableRunner, LOOPBACK), SDK workers started by a Beam worker pool in another working
 directory without the launcher's main session (EXTERNAL, how Flink runs Python workers), and
-Dataflow's translation with the project staged through --setup_file (dry run, offline).
+Dataflow's translation with the project staged through --setup_file (dry run, offline),
+and Beam's Prism runner (a Go job server; what DirectRunner runs on where Beam can fetch it).
 
-Not covered here (nothing to run them with offline): PROCESS and DOCKER environments, a
-real Flink or Spark job server, and a Dataflow submission; see docs/scaling.md.
+Not covered here: PROCESS and DOCKER environments, a Flink or Spark job server (no
+version of their jars that matches this SDK is served to these machines), and a Dataflow
+submission; see docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import pytest
 
 from beam_pipeline.sample_data import write_dataset
+from tests.support import runners
 from tests.support.helpers import REPO, manifest, run_ok, run_pipeline
 
 # A runner that loses its workers hangs instead of failing, so every run is bounded: run_ok
@@ -161,6 +164,48 @@ def test_portable_runner_loopback_with_setup_file_matches(dataset, reference, tm
     _assert_same_outputs(out, reference)
 
 
+@pytest.mark.parametrize("runner", ["PrismRunner", "DirectRunner"])
+def test_prism_matches_in_process(dataset, reference, tmp_path, runner):
+    """Beam's Prism runner, a job server in Go with SDK workers on the portable API; and the
+    DirectRunner, which is Prism wherever Beam can fetch the binary (online, it downloads
+    the release's; here it is given the one .ci/runners.sh built)."""
+    out = str(tmp_path / "out")
+    proc = _run(dataset, out, f"--runner={runner}", f"--prism_location={runners.prism()}")
+    # The job ran on Prism, not on the DirectRunner's fallback when Prism fails to start.
+    assert "PrismRunner: pipeline done" in proc.stderr, proc.stderr[-3000:]
+    assert not _launched_prisms(), "the CLI left the Prism job server it started running"
+    _assert_same_outputs(out, reference)
+
+
+def _launched_prisms() -> list[int]:
+    """Processes of the Prism binary as Beam's launcher starts it (with --log_kind; the
+    stand-alone job server of the tests below is started without)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode("utf-8", "replace").split("\0")
+            if args[0] == runners.prism() and "--log_kind" in args:
+                found.append(int(pid))
+    return found
+
+
+def test_loopback_process_workers_run_the_launchers_python(dataset, reference, tmp_path):
+    """SDK workers started as processes by name (`python`), as on Flink: with no such
+    interpreter on PATH they would die at start-up and the job would wait for them forever."""
+    out = str(tmp_path / "out")
+    nothing = tmp_path / "empty"
+    nothing.mkdir()
+    env = dict(os.environ, PATH=str(nothing), TF_CPP_MIN_LOG_LEVEL="3")   # no `python` to be found
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline",
+         *_args(str(dataset / "train-*.npz"), str(dataset / "test-*.npz"), out, "--runner=PortableRunner",
+                "--job_endpoint=embed", "--environment_type=LOOPBACK", "--experiments=use_loopback_process_worker")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting worker with command ['python'" in proc.stderr   # the workers were processes
+    _assert_same_outputs(out, reference)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -176,21 +221,16 @@ def _worker_pool(cwd: str, log_path: str):
     the job waits for them forever.
     """
     port = _free_port()
+    # PYTHONPATH: the workers import this checkout's code, whatever an installed copy holds.
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3")
+               PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
     with open(log_path, "wb") as log:
         pool = subprocess.Popen(
             [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: the workers it forks go with it
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert pool.poll() is None, f"the worker pool exited: {_tail(log_path)}"
-            with contextlib.suppress(OSError), socket.create_connection(("localhost", port), timeout=1):
-                break
-            assert time.monotonic() < deadline, f"the worker pool did not listen: {_tail(log_path)}"
-            time.sleep(0.2)
+        _wait_listening(pool, port, log_path)
         yield f"localhost:{port}"
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -201,6 +241,17 @@ def _worker_pool(cwd: str, log_path: str):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pool.pid, signal.SIGKILL)
             pool.wait(timeout=15)
+
+
+def _wait_listening(server: subprocess.Popen, port: int, log_path: str) -> None:
+    """Returns once `server` accepts connections on `port`; fails the test if it exits or takes a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert server.poll() is None, f"{server.args[0]} exited: {_tail(log_path)}"
+        with contextlib.suppress(OSError), socket.create_connection(("localhost", port), timeout=1):
+            return
+        assert time.monotonic() < deadline, f"{server.args[0]} did not listen: {_tail(log_path)}"
+        time.sleep(0.2)
 
 
 def _tail(path: str, n: int = 3000) -> str:
@@ -239,6 +290,54 @@ def test_portable_runner_external_worker_pool_matches(dataset, reference, tmp_pa
 
 
 @pytest.fixture(scope="module")
+def prism_job_server(tmp_path_factory):
+    """A Prism job server running on its own, as a cluster's does: its jobs outlive the launcher."""
+    port = _free_port()
+    log_path = str(tmp_path_factory.mktemp("prism") / "prism.log")
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([runners.prism(), f"--job_port={port}", "--serve_http=false"],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_listening(server, port, log_path)
+        yield f"localhost:{port}", log_path
+    finally:
+        server.kill()
+        server.wait(timeout=15)
+
+
+def test_killed_launcher_still_leaves_a_complete_output(dataset, reference, tmp_path, prism_job_server):
+    """The job finalizes itself (its last step writes the manifest, report and _SUCCESS): the
+    launcher is killed once the job runs, and the output still equals the in-process run's."""
+    endpoint, server_log = prism_job_server
+    out = tmp_path / "out"
+    with _worker_pool(str(tmp_path), str(tmp_path / "worker_pool.log")) as address:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "beam_pipeline",
+             *_args(str(dataset / "train-*.npz"), str(dataset / "test-*.npz"), str(out), "--runner=PortableRunner",
+                    f"--job_endpoint={endpoint}", "--environment_type=EXTERNAL", f"--environment_config={address}")],
+            cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stderr=subprocess.PIPE, text=True)
+        for line in launcher.stderr:   # until the job server has the job
+            if line.startswith("job RUNNING"):
+                break
+        launcher.kill()
+        assert launcher.wait(timeout=30) == -signal.SIGKILL
+        assert not (out / "_SUCCESS").exists(), "the job ended before its launcher was killed"
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (out / "_SUCCESS").exists():
+            assert time.monotonic() < deadline, f"no _SUCCESS in {RUN_TIMEOUT}s; job server:\n{_tail(server_log)}"
+            time.sleep(1)
+    _assert_same_outputs(str(out), reference)
+    _assert_no_leftovers(out)
+
+
+def _assert_no_leftovers(out) -> None:
+    """The output holds the manifest's shards and nothing half-done: no temporary shard, no scratch space."""
+    shards = [sh["file"] for s in manifest(str(out))["splits"].values() for sh in s["shards"]]
+    assert sorted(os.path.join("data", name) for name in os.listdir(out / "data")) == sorted(shards)
+    assert not (out / ".work").exists()
+
+
+@pytest.fixture(scope="module")
 def dataflow_dry_run(tmp_path_factory):
     """Our pipeline translated by the DataflowRunner with --dry_run=True: everything up to,
     and not including, staging files to GCS and submitting the job, so it runs offline.
@@ -253,6 +352,7 @@ def dataflow_dry_run(tmp_path_factory):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline import pipeline
+    from beam_pipeline.finalize import finalize
     from beam_pipeline.planning import plan
     from beam_pipeline.reading import layouts
     from transforms.features import DatasetSpec
@@ -270,7 +370,8 @@ def dataflow_dry_run(tmp_path_factory):
         f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
         f"--setup_file={os.path.join(REPO, 'setup.py')}", "--job_name=npy-tft-dry-run"])
     p = beam.Pipeline(options=options)
-    pipeline.build_pipeline(p, config, plan.Plan(tuple(train), tuple(shards)))
+    run = finalize.RunInfo(out, spec, {"train": train, "eval": evaluation}, [], "none", 0.05)
+    pipeline.build_pipeline(p, config, plan.Plan(tuple(train), tuple(shards)), run, pipeline.RunClock(0, 0, False))
     result = p.run()
     yield result
     # The runner builds the staged files (the sdist among them) in a temporary directory of
@@ -292,7 +393,7 @@ def test_dataflow_dry_run_translates_the_pipeline(dataflow_dry_run):
     assert job.proto.type_ == 1  # JOB_TYPE_BATCH
     top_level = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     assert {"TrainFiles", "ReadTrainForAnalysis", "AnalyzeTrain", "Shards",
-            "TransformAndWrite"} <= top_level
+            "TransformAndWrite", "Finalize"} <= top_level
     (env,) = job.proto_pipeline.components.environments.values()
     assert env.urn == "beam:env:docker:v1"  # the only kind of environment Dataflow runs
     image = beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image

@@ -2,11 +2,11 @@
 
     1. the quarantine file (sorted)            4. report.html
     2. each split's statistics, the drift,     5. the scratch space removed
-       the schema and eval's anomalies
-    3. manifest.json                           6. the bad-input check, then _SUCCESS
+       the schema and eval's anomalies         6. _SUCCESS, unless there was too much bad input
+    3. manifest.json
 
-Everything it needs travels in a `RunInfo` (picklable) and the output directory itself, so it
-can run wherever the job's last stage runs, not only on the launcher.
+Everything it needs travels in a `RunInfo` (picklable) and the output directory itself: it is
+the job's last step (pipeline.FinalizeFn), run on whichever worker the runner picks.
 """
 
 from __future__ import annotations
@@ -93,28 +93,28 @@ class TooMuchBadInputError(RunFailedError):
     quarantine file stay, to show what was wrong; _SUCCESS is not written."""
 
 
-def _check_bad_fraction(m: Manifest, limit: float) -> None:
+def too_much_bad_input(m: Manifest, limit: float) -> str | None:
+    """Why the run's output must not be used (more bad input than `limit`), or None."""
     for split, s in m.splits.items():
         sample_fraction = s.examples_quarantined / max(1, s.examples_read)
         file_fraction = s.files_quarantined / max(1, s.files_matched)
         if max(sample_fraction, file_fraction) > limit:
-            raise TooMuchBadInputError(
-                f"{split}: {s.examples_quarantined}/{s.examples_read} examples and "
-                f"{s.files_quarantined}/{s.files_matched} files quarantined, more than "
-                f"--max_bad_fraction={limit}; see {m.quarantine.file} (no {outputs.SUCCESS} written)")
+            return (f"{split}: {s.examples_quarantined}/{s.examples_read} examples and "
+                    f"{s.files_quarantined}/{s.files_matched} files quarantined, more than "
+                    f"--max_bad_fraction={limit}; see {m.quarantine.file} (no {outputs.SUCCESS} written)")
+    return None
 
 
 def finalize_run(run: RunInfo, timings: dict[str, float | None] | None) -> Manifest:
-    """Writes everything but the shards and the transform, and marks the run complete.
+    """Writes everything but the shards and the transform, and marks the run complete unless
+    it had too much bad input (then the manifest is written, _SUCCESS is not: the job's last
+    step runs this, and a retry cannot change the input; a waiting launcher reports why).
 
     Args:
       timings: seconds per phase, for the manifest (None where nobody measured them).
 
     Returns:
       The manifest.
-
-    Raises:
-      TooMuchBadInputError: too much bad input (the manifest is written, _SUCCESS is not).
     """
     out = run.output_dir
     found = scratch.read_records(out)
@@ -125,6 +125,6 @@ def finalize_run(run: RunInfo, timings: dict[str, float | None] | None) -> Manif
     _write_text(FileSystems.join(out, outputs.MANIFEST), m.dumps())
     page.write_report(out)
     scratch.remove(out)
-    _check_bad_fraction(m, run.max_bad_fraction)
-    _write_text(FileSystems.join(out, outputs.SUCCESS), "")
+    if too_much_bad_input(m, run.max_bad_fraction) is None:
+        _write_text(FileSystems.join(out, outputs.SUCCESS), "")
     return m

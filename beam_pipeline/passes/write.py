@@ -70,9 +70,9 @@ def _trace_transform(transform_dir: str, spec: DatasetSpec) -> Callable:
 class WriteShardFn(beam.DoFn):
     """Reads a shard's files, transforms them with the saved graph and writes the shard.
 
-    Outputs nothing: it writes the shard, then its reports (the shard's, one per file task,
-    one per refused file or sample) and the statistics of its raw samples (feature_stats.py)
-    for the launcher to read.
+    Writes the shard, then its reports (the shard's, one per file task, one per refused file
+    or sample) and the statistics of its raw samples (feature_stats.py) for the finalize step
+    to read; outputs the shard's step name once all of that is committed.
     """
 
     def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
@@ -158,8 +158,22 @@ class WriteShardFn(beam.DoFn):
             self._written.inc(report.written)
             self._refused.inc(report.quarantined)
             found += [report, *quarantine]
-        scratch.write_step(self._output_dir, f"shard-{shard.split}-{shard.index:05d}", found,
+        step = f"shard-{shard.split}-{shard.index:05d}"
+        scratch.write_step(self._output_dir, step, found,
                            partial_stats=(shard.split, stats) if stats is not None else None)
+        yield step   # the shard is committed: the job's finalize step waits for every one
+
+
+# Shards in progress are named TEMP_PREFIX + a unique id + the final name.
+_TEMP_PREFIX = ".tmp-"
+
+
+def remove_unfinished(output_dir: str) -> None:
+    """Deletes what shard writes that never completed left (a worker killed mid-write: the
+    runner retried its bundle, which wrote the shard again under another temporary name)."""
+    [result] = FileSystems.match([FileSystems.join(output_dir, outputs.DATA_DIR, _TEMP_PREFIX + "*")])
+    if result.metadata_list:
+        FileSystems.delete([m.path for m in result.metadata_list])
 
 
 class _ShardFile:
@@ -169,7 +183,7 @@ class _ShardFile:
     def __init__(self, output_dir: str, name: str, compression: str):
         data_dir = FileSystems.join(output_dir, outputs.DATA_DIR)
         self._final = FileSystems.join(data_dir, name)
-        self._temp = FileSystems.join(data_dir, f".tmp-{uuid.uuid4().hex}-{name}")
+        self._temp = FileSystems.join(data_dir, f"{_TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
         self._compression = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
         self.examples = 0
         self._bytes = 0
