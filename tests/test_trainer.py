@@ -3,6 +3,7 @@ train and serve like the rest, an interrupted run resumes, serving on raw Exampl
 MirroredStrategy over 2 CPUs, the CLI."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -35,7 +36,7 @@ def _preprocess(root, *flags, name: str = "out") -> str:
 
 def _config(data_dir, model_dir, **overrides) -> TrainConfig:
     return TrainConfig(str(data_dir), str(model_dir), **{
-        "epochs": 4, "batch_size": BATCH, "progress": 0, "throughput_batches": 5, **overrides})
+        "epochs": 4, "batch_size": BATCH, "progress": 0, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +104,25 @@ def _backup_files(model_dir) -> list[str]:
     return [f for _, _, files in os.walk(os.path.join(model_dir, "backup")) for f in files if f.endswith(".index")]
 
 
-def test_the_sequence_model_learns_and_writes_every_output(trained_sequences):
+def test_the_sequence_model_learns_and_writes_every_output(sequences, trained_sequences):
     metrics, model_dir, _ = trained_sequences
     assert metrics["model"] == "masked_sequence_cnn"
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
     assert metrics["eval"]["loss"] < 0.5
-    assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 256 // BATCH, [50])
+    # 256 training examples, one in 10 of each shard's records held out for validation.
+    held = sum(s["examples"] // 10 for s in manifest(sequences[0])["splits"]["train"]["shards"])
+    assert metrics["examples"] == {"train": 256 - held, "validation": held, "eval": 64} and held >= 24
+    assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 8, [50])
+    assert 1 <= metrics["best_epoch"] <= 4 and metrics["validation"]["accuracy"] >= 0.9
+    assert "input_examples_per_sec" not in metrics  # measured only when asked for
     assert len(metrics["epoch_seconds"]) == 4 and sum(metrics["epoch_seconds"]) <= metrics["train_seconds"]
     assert (metrics["strategy"], metrics["num_replicas"]) == ("default", 1)  # "auto" on a CPU-only host
     with open(os.path.join(model_dir, outputs.METRICS_FILE)) as f:
         assert json.load(f) == metrics
     assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
     assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "validation", "events.out.tfevents.*"))
-    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("epoch-004")
+    assert os.path.exists(os.path.join(model_dir, "checkpoints", "epoch-004.index"))
+    assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith(train.FINAL_CHECKPOINT)
     assert not _backup_files(model_dir)  # removed on completion
     assert os.path.exists(os.path.join(model_dir, "serving", "saved_model.pb"))
 
@@ -129,7 +136,7 @@ def test_the_image_model_learns_with_flips(trained_images):
 def _trained_model(data_dir: str, model_dir: str) -> tuple[keras.Model, data.DataInfo]:
     info = data.load(data_dir)
     net = model.build_model(info)
-    net.load_weights(tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))).expect_partial()
+    net.load_weights(os.path.join(model_dir, "checkpoints", train.FINAL_CHECKPOINT)).expect_partial()
     return net, info
 
 
@@ -156,8 +163,9 @@ def test_a_bucketed_run_trains_with_one_traced_train_function(bucketed_sequences
     metrics, _, traces = trained_bucketed
     info = data.load(bucketed_sequences[0])
     assert metrics["length_buckets"] == [20, 35, 50]
-    assert metrics["steps_per_epoch"] == data.train_steps(info, BATCH) == sum(
-        b.num_examples // BATCH for b in info.splits["train"].buckets)
+    # An epoch sees every training example once on average: no bucket's remainder is left out.
+    assert metrics["steps_per_epoch"] == math.ceil(metrics["examples"]["train"] / BATCH) == 8
+    assert sum(b.num_examples // BATCH for b in info.splits["train"].buckets) < 8
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
     # Batches of three shapes, yet no more traces than with one shape: the graph has a None time dimension.
     assert traces == trained_sequences[2]
@@ -201,16 +209,26 @@ def test_an_interrupted_run_resumes_after_the_last_completed_epoch(sequences, tm
     assert metrics["eval"]["accuracy"] >= 0.9
 
 
-def test_settings_that_do_not_fit_the_data_are_refused(sequences, bucketed_sequences, tmp_path):
-    with pytest.raises(ConfigError, match="larger than the 256 training examples"):
-        train.train(_config(sequences[0], tmp_path, batch_size=512))
-    # A batch never mixes buckets: 128 fits the split but none of its three buckets.
-    sizes = [b.num_examples for b in data.load(bucketed_sequences[0]).splits["train"].buckets]
-    assert max(sizes) < 128
-    with pytest.raises(ConfigError, match=re.escape(f"larger than every length bucket's examples {sizes}")):
-        train.train(_config(bucketed_sequences[0], tmp_path, batch_size=128))
+def test_settings_that_do_not_fit_the_data_are_refused(sequences, tmp_path):
+    train_examples = data.with_validation(data.load(sequences[0]), 0.1).splits["train"].num_examples
+    with pytest.raises(ConfigError, match=re.escape(f"larger than the {train_examples} training examples (after")):
+        train.train(_config(sequences[0], tmp_path, batch_size=train_examples + 1))
     with pytest.raises(ConfigError, match="does not apply to sequences"):
         train.train(_config(sequences[0], tmp_path, augment=("flip_ud",)))
+
+
+def test_left_out_settings_fit_the_data():
+    # A batch the training split fills 4 times (8 at least, 64 at most), a multiple of the replicas.
+    assert [train.auto_batch_size(n, 1) for n in (3, 20, 36, 100, 255, 256, 10**6)] == [3, 8, 8, 16, 32, 64, 64]
+    assert [train.auto_batch_size(n, 2) for n in (3, 36)] == [2, 8]
+
+
+def test_the_plan_sees_every_example_once_per_epoch_and_enough_steps(sequences):
+    info = data.with_validation(data.load(sequences[0]), 0.1)
+    auto = train.plan(TrainConfig(sequences[0], ""), info, replicas=1)
+    # 231 training examples: batch 32, 8 steps per epoch (the 8th batch runs into the next pass), ~1,500 steps.
+    assert auto == train.Plan(batch_size=32, epochs=math.ceil(train.MIN_STEPS / 8), steps_per_epoch=8)
+    assert train.plan(TrainConfig(sequences[0], "", epochs=3, batch_size=100), info, 1) == train.Plan(100, 3, 3)
 
 
 # --- serving ------------------------------------------------------------------------------
