@@ -26,9 +26,9 @@ import warnings
 import numpy as np
 
 
-def _series(X) -> list[np.ndarray]:
+def _series(collection) -> list[np.ndarray]:
     """aeon's [N, C, T] array or list of [C, T] arrays -> list of [T, C] float32."""
-    return [np.asarray(s, np.float32).T for s in X]
+    return [np.asarray(s, np.float32).T for s in collection]
 
 
 def _padded(series: list[np.ndarray], length: int) -> np.ndarray:

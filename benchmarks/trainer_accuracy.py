@@ -65,7 +65,8 @@ def serving_accuracy(serving_dir: str, test_npz: str) -> float:
 
 def ours(name: str, npz_dir: str, work: str, trainer_flags: list[str]) -> dict[str, Any]:
     """Pipeline, trainer (defaults), serving accuracy on one dataset's files."""
-    data, out, model_dir = os.path.join(npz_dir, name), os.path.join(work, name, "out"), os.path.join(work, name, "model")
+    data = os.path.join(npz_dir, name)
+    out, model_dir = os.path.join(work, name, "out"), os.path.join(work, name, "model")
     _run("beam_pipeline", "--input", os.path.join(data, "train.npz"), "--eval_input", os.path.join(data, "test.npz"),
          "--output_dir", out, "--overwrite", "-q")
     _run("trainer", "--data_dir", out, "--model_dir", model_dir, "--progress", "0", *trainer_flags)
@@ -78,7 +79,8 @@ def ours(name: str, npz_dir: str, work: str, trainer_flags: list[str]) -> dict[s
 
 
 def format_rows(results: list[dict[str, Any]]) -> str:
-    lines = ["| dataset | train / test | MiniRocket accuracy (s) | ours accuracy | ours training s (epochs x steps, batch) |",
+    lines = ["| dataset | train / test | MiniRocket accuracy (s) | ours accuracy "
+             "| ours training s (epochs x steps, batch) |",
              "| --- | --- | --- | --- | --- |"]
     for r in results:
         mr, us = r.get("minirocket"), r["ours"]

@@ -18,6 +18,7 @@ import tf_keras as keras
 from beam_pipeline.sample_data import write_dataset
 from tests.support import mounts
 from tests.support.helpers import REPO, manifest, noise_lines, read_split, run_ok
+from tests.support.serving import assert_serving_matches_the_model, raw_eval_samples, serve
 from trainer import data, export, model, outputs, train
 from trainer.config import TrainConfig
 from trainer.errors import ConfigError
@@ -233,22 +234,6 @@ def test_the_plan_sees_every_example_once_per_epoch_and_enough_steps(sequences):
 
 # --- serving ------------------------------------------------------------------------------
 
-def _raw_eval_samples(npz_dir: str) -> tuple[list[np.ndarray], np.ndarray]:
-    """The eval file's samples as the pipeline read them (ragged or dense layout)."""
-    with np.load(os.path.join(npz_dir, "test-00000.npz")) as f:
-        if "lengths" in f:
-            bounds = np.cumsum(f["lengths"])[:-1]
-            return np.split(f["x"], bounds), f["y"]
-        return list(f["x"]), f["y"]
-
-
-def _raw_example(sample: np.ndarray) -> bytes:
-    """A serving request: the raw schema, values flattened row-major, with their length and no label."""
-    feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=sample.reshape(-1))),
-               "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[len(sample)]))}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 def _label_ids(data_dir: str, labels: np.ndarray) -> np.ndarray:
     vocabulary = manifest(data_dir)["label_vocabulary"]
     return np.array([vocabulary.index(str(v)) for v in labels]) if vocabulary else labels
@@ -258,30 +243,22 @@ def _label_ids(data_dir: str, labels: np.ndarray) -> np.ndarray:
 def test_serving_raw_examples_matches_the_model_on_transformed_records(kind, request):
     data_dir, npz_dir = request.getfixturevalue(kind)
     model_dir = request.getfixturevalue(f"trained_{kind}")[1]
-    samples, labels = _raw_eval_samples(npz_dir)
+    _, labels = raw_eval_samples(npz_dir)
     records = read_split(data_dir, "eval")
     # The records are the same samples in the same order.
-    assert records["length"].tolist() == [len(s) for s in samples]
     assert records["label"].tolist() == _label_ids(data_dir, labels).tolist()
-
-    net, _ = _trained_model(data_dir, model_dir)
-    want = tf.nn.softmax(net({"x": records["x"], "length": records["length"]})).numpy()
-    serve = tf.saved_model.load(os.path.join(model_dir, outputs.SERVING_DIR)).signatures[export.SIGNATURE]
-    got = serve(examples=tf.constant([_raw_example(s) for s in samples]))
-    np.testing.assert_allclose(got["probabilities"].numpy(), want, rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(got["class_id"].numpy(), want.argmax(-1))
-    assert (got["class_id"].numpy() == records["label"]).mean() >= 0.9
+    got = assert_serving_matches_the_model(_trained_model(data_dir, model_dir)[0], data_dir, npz_dir, model_dir)
+    assert (got["class_id"] == records["label"]).mean() >= 0.9
     if kind == "images":  # string labels come back as names too
-        assert (got["class_name"].numpy().astype(str) == labels).mean() >= 0.9
+        assert (got["class_name"].astype(str) == labels).mean() >= 0.9
 
 
 def test_serving_raw_examples_matches_the_model_on_bucketed_records(sequences, bucketed_sequences,
                                                                    trained_bucketed):
     data_dir, npz_dir = bucketed_sequences
     net, info = _trained_model(data_dir, trained_bucketed[1])
-    samples, _ = _raw_eval_samples(npz_dir)
-    serve = tf.saved_model.load(os.path.join(trained_bucketed[1], outputs.SERVING_DIR)).signatures[export.SIGNATURE]
-    served = serve(examples=tf.constant([_raw_example(s) for s in samples]))["probabilities"].numpy()
+    samples, _ = raw_eval_samples(npz_dir)
+    served = serve(trained_bucketed[1], samples)["probabilities"]
     # Which sample a bucketed record holds: the unbucketed run's records are the samples, in order.
     plain = read_split(sequences[0], "eval")
     sample_of = {(int(n), x[0].tobytes()): i for i, (x, n) in enumerate(zip(plain["x"], plain["length"]))}
@@ -302,7 +279,7 @@ def test_serving_raw_examples_matches_the_model_on_bucketed_records(sequences, b
 def test_the_serving_model_loads_in_a_fresh_process_with_tensorflow_only(kind, request, tmp_path):
     data_dir, npz_dir = request.getfixturevalue(kind)
     serving_dir = os.path.join(request.getfixturevalue(f"trained_{kind}")[1], outputs.SERVING_DIR)
-    requests = [_raw_example(s) for s in _raw_eval_samples(npz_dir)[0]]
+    requests = [export.raw_example(s) for s in raw_eval_samples(npz_dir)[0]]
     with tf.io.TFRecordWriter(str(tmp_path / "requests.tfrecord")) as writer:
         for r in requests:
             writer.write(r)

@@ -146,18 +146,39 @@ def _residual_block(h: tf.Tensor, mask: tf.Tensor, width: int) -> tf.Tensor:
     return keras.layers.Multiply()([h, mask])  # padding back to exactly 0 for the next layer
 
 
+class InstanceStandardized(keras.layers.Layer):
+    """[B, T, C] -> [B, T, C]: each sample's channels standardized over its own valid steps, 0 on padding.
+
+    The pipeline standardizes with the dataset's statistics, which keeps each sample's level and
+    scale (often telling); this view adds its shape alone, whatever the level.
+    """
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        h, mask = inputs
+        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+        mean = tf.reduce_sum(h * mask, axis=1, keepdims=True) / count
+        var = tf.reduce_sum(tf.square(h - mean) * mask, axis=1, keepdims=True) / count
+        return (h - mean) * tf.math.rsqrt(var + 1e-6) * mask
+
+
+INSTANCE = True
+POOL_FIRST = True
+
+
 def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_classes: int,
                     width: int) -> tf.Tensor:
     # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
     h = keras.layers.Reshape((-1, math.prod(x_shape[1:])))(x)
     mask = ValidStepMask()([length, h])
     h = keras.layers.Multiply()([h, mask])
+    if INSTANCE:
+        h = keras.layers.Concatenate()([h, InstanceStandardized()([h, mask])])
     h = keras.layers.Conv1D(width, SEQUENCE_KERNEL, padding="same", use_bias=False)(h)
     h = keras.layers.Activation("relu")(_normalized(h, mask[:, :, 0]))
     h = keras.layers.Multiply()([h, mask])
     stages = sequence_stages(x_shape[0])
     for stage in range(stages):
-        if stage:
+        if stage or POOL_FIRST:
             h = MaskedMaxPool()([h, mask])
             length = HalvedLength()(length)
             mask = ValidStepMask()([length, h])
