@@ -24,6 +24,7 @@ from trainer.config import TrainConfig
 from trainer.errors import ConfigError
 
 BATCH = 32
+VALIDATION_FRACTION = 0.25  # 256 training examples: 0.1 would hold out fewer than the 50 a validation needs
 IMAGE_SIZE = 12
 IMAGE_CLASSES = ("top", "middle", "bottom")
 
@@ -37,7 +38,7 @@ def _preprocess(root, *flags, name: str = "out") -> str:
 
 def _config(data_dir, model_dir, **overrides) -> TrainConfig:
     return TrainConfig(str(data_dir), str(model_dir), **{
-        "epochs": 4, "batch_size": BATCH, "progress": 0, **overrides})
+        "epochs": 4, "batch_size": BATCH, "progress": 0, "validation_fraction": VALIDATION_FRACTION, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +111,9 @@ def test_the_sequence_model_learns_and_writes_every_output(sequences, trained_se
     assert metrics["model"] == "masked_sequence_cnn"
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
     assert metrics["eval"]["loss"] < 0.5
-    # 256 training examples, one in 10 of each shard's records held out for validation.
-    held = sum(s["examples"] // 10 for s in manifest(sequences[0])["splits"]["train"]["shards"])
-    assert metrics["examples"] == {"train": 256 - held, "validation": held, "eval": 64} and held >= 24
+    # 256 training examples, one in 4 of each shard's records held out for validation.
+    held = sum(s["examples"] // 4 for s in manifest(sequences[0])["splits"]["train"]["shards"])
+    assert metrics["examples"] == {"train": 256 - held, "validation": held, "eval": 64} and held >= 50
     assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (4, 8, [50])
     assert 1 <= metrics["best_epoch"] <= 4 and metrics["validation"]["accuracy"] >= 0.9
     assert "input_examples_per_sec" not in metrics  # measured only when asked for
@@ -162,11 +163,11 @@ def test_padding_cannot_change_a_prediction(sequences, trained_sequences):
 def test_a_bucketed_run_trains_with_one_traced_train_function(bucketed_sequences, trained_bucketed,
                                                               trained_sequences):
     metrics, _, traces = trained_bucketed
-    info = data.load(bucketed_sequences[0])
+    info = data.with_validation(data.load(bucketed_sequences[0]), VALIDATION_FRACTION)
     assert metrics["length_buckets"] == [20, 35, 50]
     # An epoch sees every training example once on average: no bucket's remainder is left out.
-    assert metrics["steps_per_epoch"] == math.ceil(metrics["examples"]["train"] / BATCH) == 8
-    assert sum(b.num_examples // BATCH for b in info.splits["train"].buckets) < 8
+    steps = math.ceil(info.splits["train"].num_examples / BATCH)
+    assert metrics["steps_per_epoch"] == steps > sum(b.num_examples // BATCH for b in info.splits["train"].buckets)
     assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
     # Batches of three shapes, yet no more traces than with one shape: the graph has a None time dimension.
     assert traces == trained_sequences[2]
@@ -211,7 +212,7 @@ def test_an_interrupted_run_resumes_after_the_last_completed_epoch(sequences, tm
 
 
 def test_settings_that_do_not_fit_the_data_are_refused(sequences, tmp_path):
-    train_examples = data.with_validation(data.load(sequences[0]), 0.1).splits["train"].num_examples
+    train_examples = data.with_validation(data.load(sequences[0]), VALIDATION_FRACTION).splits["train"].num_examples
     with pytest.raises(ConfigError, match=re.escape(f"larger than the {train_examples} training examples (after")):
         train.train(_config(sequences[0], tmp_path, batch_size=train_examples + 1))
     with pytest.raises(ConfigError, match="does not apply to sequences"):
@@ -225,10 +226,15 @@ def test_left_out_settings_fit_the_data():
 
 
 def test_the_plan_sees_every_example_once_per_epoch_and_enough_steps(sequences):
-    info = data.with_validation(data.load(sequences[0]), 0.1)
+    info = data.load(sequences[0])
+    assert data.with_validation(info, 0.1) is info  # 25 validation examples are too few to select on
     auto = train.plan(TrainConfig(sequences[0], ""), info, replicas=1)
-    # 231 training examples: batch 32, 8 steps per epoch (the 8th batch runs into the next pass), ~1,500 steps.
-    assert auto == train.Plan(batch_size=32, epochs=math.ceil(train.MIN_STEPS / 8), steps_per_epoch=8)
+    # 256 training examples: batch 64, 4 steps per epoch; 1,500 steps would take 375 epochs: capped.
+    assert auto == train.Plan(batch_size=64, epochs=train.MAX_AUTO_EPOCHS, steps_per_epoch=4)
+    info = data.with_validation(info, VALIDATION_FRACTION)
+    steps = math.ceil(info.splits["train"].num_examples / 32)  # 192 or so: batch 32, the last one runs over
+    assert train.plan(TrainConfig(sequences[0], ""), info, 1) == train.Plan(32, math.ceil(train.MIN_STEPS / steps),
+                                                                              steps)
     assert train.plan(TrainConfig(sequences[0], "", epochs=3, batch_size=100), info, 1) == train.Plan(100, 3, 3)
 
 

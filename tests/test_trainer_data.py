@@ -293,7 +293,7 @@ def test_shard_lengths_beyond_max_length_are_refused(bucketed, tmp_path):
 @pytest.mark.parametrize("run", ["info", "bucketed"])
 def test_the_validation_hold_out_partitions_every_shard(run, request):
     whole = request.getfixturevalue(run)
-    info = data.with_validation(whole, 0.1)
+    info = data.with_validation(whole, 0.1, min_examples=1)
     # Each shard holds out records 9, 19, ...: n // 10 of its n records, counted exactly.
     for split, held in ((data.VALIDATION, True), (data.TRAIN, False)):
         part = data.Holdout(10, held)
@@ -315,3 +315,4 @@ def test_the_validation_hold_out_partitions_every_shard(run, request):
     train_batch = next(iter(data.make_dataset(info, data.TRAIN, BATCH, training=True)))[0]["x"].numpy()
     assert not {x.tobytes() for x in train_batch} & parts[data.VALIDATION]
     assert data.with_validation(whole, 0) is whole
+    assert data.with_validation(whole, 0.1) is whole  # 20 held out: fewer than a validation needs

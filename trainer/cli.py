@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Adam's peak learning rate (cosine decay to 1%% of it over the run)")
     fit.add_argument("--validation_fraction", type=float, default=defaults.validation_fraction,
                      help="records held out of the training split (one in round(1/fraction) of each shard) to "
-                          "select the best epoch on; 0: none, the last epoch's weights are kept")
+                          "select the best epoch on, if that makes 50 or more; else (or 0) none: training uses "
+                          "every example and keeps the last epoch's weights")
     fit.add_argument("--model", default=defaults.model,
                      help="MODULE:FUNCTION or path/to/file.py:FUNCTION building your tf_keras model from the "
                           "run's DataInfo (see docs/training.md); default: the built-in CNN")

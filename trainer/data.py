@@ -49,6 +49,7 @@ from transforms.manifest import Manifest, ManifestVersionError, loads
 from transforms.outputs import EVAL, TRAIN
 
 VALIDATION = "validation"  # held out of the train split for model selection (see with_validation)
+MIN_VALIDATION_EXAMPLES = 50
 
 Features = dict[str, tf.Tensor]
 AugmentFn = Callable[[Features], Features]
@@ -379,19 +380,21 @@ def train_steps(info: DataInfo, global_batch_size: int) -> int:
     return math.ceil(info.splits[TRAIN].num_examples / global_batch_size)
 
 
-def with_validation(info: DataInfo, fraction: float) -> DataInfo:
+def with_validation(info: DataInfo, fraction: float, min_examples: int = MIN_VALIDATION_EXAMPLES) -> DataInfo:
     """`info` with `fraction` of every training shard's records held out as the VALIDATION split.
 
     One record in round(1 / fraction) of each shard, by position, so the same records on every
     pass and in every input pipeline; the train split keeps the rest. `info` itself when
-    fraction is 0 or the training split is too small to hold any record out.
+    fraction is 0 or it would hold out fewer than `min_examples` records: selecting an epoch on
+    a handful of examples follows their noise (measured: docs/training.md), and they are worth
+    more as training data.
     """
     if fraction <= 0:
         return info
     period = max(2, round(1 / fraction))
     train = info.splits[TRAIN]
     validation = train.part(Holdout(period, held_out=True))
-    if not validation.buckets:
+    if validation.num_examples < max(1, min_examples):
         return info
     splits = {**info.splits, TRAIN: train.part(Holdout(period, held_out=False)), VALIDATION: validation}
     return dataclasses.replace(info, splits=splits)

@@ -1,4 +1,5 @@
-"""The training run: data, strategy, model, fit with evaluation each epoch, serving export, metrics.
+"""The training run: data, strategy, model, fit (validated on a part held out of the training
+split), serving export, metrics.
 
 `model_dir` receives:
   logs/         TensorBoard summaries (train and validation, per epoch)
@@ -43,6 +44,9 @@ MIN_EPOCHS = 10
 MAX_AUTO_EPOCHS = 300
 AUTO_BATCH = 64
 MIN_AUTO_BATCH = 8
+# Validation passes in a run at most (every epoch up to this many epochs): the best epoch is
+# chosen among these.
+MAX_VALIDATIONS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,8 @@ class BestWeights(keras.callbacks.Callback):
         self._weights: list | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if "val_loss" not in logs:  # not a validated epoch (validation_freq)
+            return
         score = (logs["val_accuracy"], -logs["val_loss"])
         if self.best is None or score > self.best:
             self.best, self.best_epoch, self._weights = score, epoch + 1, self.model.get_weights()
@@ -166,6 +172,10 @@ class Run:
 def _prepare(config: TrainConfig) -> Run:
     dist = strategy.make_strategy(config.strategy, config.tpu)  # before any op: TPU init needs a fresh runtime
     info = data.with_validation(data.load(config.data_dir), config.validation_fraction)
+    if data.VALIDATION not in info.splits and config.validation_fraction > 0:
+        logging.info("%s: fewer than %d validation examples at --validation_fraction %s: training on every "
+                     "training example, keeping the last epoch's weights", info.data_dir,
+                     data.MIN_VALIDATION_EXAMPLES, config.validation_fraction)
     augment_fn = augment.make_augment_fn(info, config.augment, config.noise_stddev)
     run_plan = plan(config, info, dist.num_replicas_in_sync)
     if data.EVAL not in info.splits:
@@ -178,17 +188,19 @@ def _fit(run: Run, model_dir: str, extra_callbacks: Sequence[keras.callbacks.Cal
          ) -> tuple[keras.Model, keras.callbacks.History, EpochTimer, BestWeights | None]:
     """Builds, compiles and fits the model; selects the best epoch on the validation split if any."""
     config, plan_ = run.config, run.plan
-    validation = data.VALIDATION if data.VALIDATION in run.info.splits else data.EVAL
-    val_ds, val_steps = run.evaluation(validation) if validation in run.info.splits else (None, None)
+    # Only the validation split is evaluated during training (the eval split once, at the end):
+    # on small data an evaluation pass per epoch costs as much as the epoch itself.
+    val_ds, val_steps = run.evaluation(data.VALIDATION) if data.VALIDATION in run.info.splits else (None, None)
     with run.dist.scope():
         net = model.make_model(run.info, config)
         model.compile_classifier(net, model.learning_rate_schedule(config.learning_rate,
                                                                    plan_.epochs * plan_.steps_per_epoch),
                                  config.steps_per_execution, jit_compile=config.jit_compile)
     timer = EpochTimer()
-    best = BestWeights() if validation == data.VALIDATION else None
+    best = BestWeights() if val_ds is not None else None
     history = net.fit(run.training_data(), epochs=plan_.epochs, steps_per_epoch=plan_.steps_per_epoch,
                       validation_data=val_ds, validation_steps=val_steps,
+                      validation_freq=max(1, plan_.epochs // MAX_VALIDATIONS),
                       callbacks=[*_callbacks(model_dir), timer, *([best] if best else []), *extra_callbacks],
                       verbose=config.progress)
     return net, history, timer, best
