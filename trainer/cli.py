@@ -64,10 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "variables, logits and loss stay float32")
     dev.add_argument("--tpu", default=defaults.tpu,
                      help="Cloud TPU name, grpc:// address, or 'local' on a TPU VM (implies --strategy tpu under auto)")
-    aug = p.add_argument_group("augmentation (training only, off by default)")
-    aug.add_argument("--augment", nargs="+", choices=cfg.AUGMENTATIONS, default=list(defaults.augment),
+    aug = p.add_argument_group("augmentation (training only)")
+    aug.add_argument("--augment", nargs="+", choices=(*cfg.AUGMENTATIONS, "none"), default=None,
                      help="sequences: noise (gaussian, valid steps only), shift (random rotation within the valid "
-                          "length); images: flip_lr, flip_ud (random flips)")
+                          "length); images: flip_lr, flip_ud (random flips); default: shift for sequences, "
+                          "none for images; none: off")
     aug.add_argument("--noise_stddev", type=float, default=defaults.noise_stddev,
                      help="stddev of the noise augmentation, in normalized units")
     inp = p.add_argument_group("input pipeline")
@@ -94,7 +95,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     flags = {k: v for k, v in vars(args).items() if k != "verbose"}
-    config = cfg.TrainConfig(**{**flags, "augment": tuple(args.augment)})
+    augment = None if args.augment is None else tuple(a for a in args.augment if a != "none")
+    config = cfg.TrainConfig(**{**flags, "augment": augment})
     from trainer import data, train  # TensorFlow loads here, once the flags are known to be good
 
     metrics = train.train(config)

@@ -161,28 +161,22 @@ class InstanceStandardized(keras.layers.Layer):
         return (h - mean) * tf.math.rsqrt(var + 1e-6) * mask
 
 
-INSTANCE = True
-POOL_FIRST = True
-
-
 def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_classes: int,
                     width: int) -> tf.Tensor:
     # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
     h = keras.layers.Reshape((-1, math.prod(x_shape[1:])))(x)
     mask = ValidStepMask()([length, h])
     h = keras.layers.Multiply()([h, mask])
-    if INSTANCE:
-        h = keras.layers.Concatenate()([h, InstanceStandardized()([h, mask])])
+    h = keras.layers.Concatenate()([h, InstanceStandardized()([h, mask])])
     h = keras.layers.Conv1D(width, SEQUENCE_KERNEL, padding="same", use_bias=False)(h)
     h = keras.layers.Activation("relu")(_normalized(h, mask[:, :, 0]))
     h = keras.layers.Multiply()([h, mask])
     stages = sequence_stages(x_shape[0])
-    for stage in range(stages):
-        if stage or POOL_FIRST:
-            h = MaskedMaxPool()([h, mask])
-            length = HalvedLength()(length)
-            mask = ValidStepMask()([length, h])
-            h = keras.layers.Multiply()([h, mask])
+    for _ in range(stages):
+        h = MaskedMaxPool()([h, mask])
+        length = HalvedLength()(length)
+        mask = ValidStepMask()([length, h])
+        h = keras.layers.Multiply()([h, mask])
         h = _residual_block(h, mask, width)
     h = MaskedPooling()([h, mask])
     return keras.layers.Dense(num_classes, dtype="float32")(h)  # float32 logits under mixed precision

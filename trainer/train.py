@@ -27,7 +27,7 @@ import tf_keras as keras
 
 from cli_support import failures
 from trainer import augment, data, export, model, outputs, strategy
-from trainer.config import TrainConfig
+from trainer.config import DEFAULT_SEQUENCE_AUGMENT, TrainConfig
 from trainer.errors import ConfigError
 
 LOGS_DIR = "logs"
@@ -176,7 +176,10 @@ def _prepare(config: TrainConfig) -> Run:
         logging.info("%s: fewer than %d validation examples at --validation_fraction %s: training on every "
                      "training example, keeping the last epoch's weights", info.data_dir,
                      data.MIN_VALIDATION_EXAMPLES, config.validation_fraction)
-    augment_fn = augment.make_augment_fn(info, config.augment, config.noise_stddev)
+    names = config.augment
+    if names is None:
+        names = () if info.is_image else DEFAULT_SEQUENCE_AUGMENT
+    augment_fn = augment.make_augment_fn(info, names, config.noise_stddev)
     run_plan = plan(config, info, dist.num_replicas_in_sync)
     if data.EVAL not in info.splits:
         logging.warning("%s has no eval split: no evaluation on held-out data", info.data_dir)
