@@ -217,8 +217,24 @@ def test_settings_that_do_not_fit_the_data_are_refused(sequences, tmp_path):
     train_examples = data.with_validation(data.load(sequences[0]), VALIDATION_FRACTION).splits["train"].num_examples
     with pytest.raises(ConfigError, match=re.escape(f"larger than the {train_examples} training examples (after")):
         train.train(_config(sequences[0], tmp_path, batch_size=train_examples + 1))
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        train.train(_config(sequences[0], tmp_path, epochs=0))
     with pytest.raises(ConfigError, match="does not apply to sequences"):
         train.train(_config(sequences[0], tmp_path, augment=("flip_ud",)))
+
+
+def test_model_selection_restores_the_best_validated_epoch():
+    net = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    best = train.BestWeights()
+    best.set_model(net)
+    for epoch, logs in enumerate([{"val_accuracy": 0.5, "val_loss": 1.0}, {"val_accuracy": 0.7, "val_loss": 2.0},
+                                  {"val_accuracy": 0.7, "val_loss": 1.5}, {"val_accuracy": 0.6, "val_loss": 0.1},
+                                  {}]):  # the last epoch was not validated
+        net.set_weights([np.full((2, 1), float(epoch), np.float32), np.zeros(1, np.float32)])
+        best.on_epoch_end(epoch, logs)
+    best.on_train_end()
+    # Accuracy first, then the lower loss: the third epoch.
+    assert best.best_epoch == 3 and net.get_weights()[0][0, 0] == 2.0  # its weights (set to the epoch index)
 
 
 def test_left_out_settings_fit_the_data():

@@ -78,7 +78,8 @@ def plan(config: TrainConfig, info: data.DataInfo, replicas: int) -> Plan:
     """Validates the settings against the data and devices and fills in the automatic ones."""
     examples = info.splits[data.TRAIN].num_examples
     batch = config.batch_size if config.batch_size is not None else auto_batch_size(examples, replicas)
-    if min(batch, config.steps_per_execution, config.blocks_per_batch, config.epochs or 1) < 1:
+    given_epochs = config.epochs if config.epochs is not None else 1
+    if min(batch, config.steps_per_execution, config.blocks_per_batch, given_epochs) < 1:
         raise ConfigError("--epochs, --batch_size, --steps_per_execution and --blocks_per_batch must be >= 1")
     if batch % replicas:
         raise ConfigError(f"--batch_size {batch} must be a multiple of the {replicas} replicas")
@@ -86,7 +87,8 @@ def plan(config: TrainConfig, info: data.DataInfo, replicas: int) -> Plan:
         raise ConfigError(f"--batch_size {batch} is larger than the {examples} training examples"
                           f"{' (after the validation hold-out)' if data.VALIDATION in info.splits else ''}")
     steps = data.train_steps(info, batch)
-    epochs = config.epochs or min(MAX_AUTO_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
+    epochs = config.epochs if config.epochs is not None else min(MAX_AUTO_EPOCHS,
+                                                                 max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
     return Plan(batch, epochs, steps)
 
 
