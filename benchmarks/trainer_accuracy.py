@@ -73,6 +73,7 @@ def ours(name: str, npz_dir: str, work: str, trainer_flags: list[str]) -> dict[s
     with open(os.path.join(model_dir, "metrics.json")) as f:
         metrics = json.load(f)
     return {"accuracy": serving_accuracy(metrics["serving_dir"], os.path.join(data, "test.npz")),
+            "keras_eval_accuracy": metrics["eval"]["accuracy"],
             "train_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
             "steps_per_epoch": metrics["steps_per_epoch"], "global_batch_size": metrics["global_batch_size"],
             "best_epoch": metrics.get("best_epoch")}
@@ -93,7 +94,7 @@ def format_rows(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     console.setup(False)
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.trainer_accuracy", description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS))
     p.add_argument("--aeon_python", default=os.environ.get("AEON_PYTHON", AEON_PYTHON),
                    help="an interpreter with aeon 1.6 (MiniRocket and the datasets)")
