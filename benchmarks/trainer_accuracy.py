@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import preprocess
+from benchmarks import source_tree
 from cli_support import console
+from trainer import outputs
 
 DATASETS = ("ACSF1", "PickupGestureWiimoteZ", "JapaneseVowels", "BasicMotions")
 AEON_PYTHON = os.path.expanduser("~/.cache/npy-tft/aeon-venv/bin/python")
@@ -44,8 +45,8 @@ def minirocket(aeon_python: str, datasets: list[str], npz_dir: str) -> dict[str,
 
 
 def _run(module: str, *args: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=preprocess.REPO,
-                          env=preprocess.subprocess_env(), capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=source_tree.REPO,
+                          env=source_tree.subprocess_env(), capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f"python -m {module} {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
 
@@ -70,7 +71,7 @@ def ours(name: str, npz_dir: str, work: str, trainer_flags: list[str]) -> dict[s
     _run("beam_pipeline", "--input", os.path.join(data, "train.npz"), "--eval_input", os.path.join(data, "test.npz"),
          "--output_dir", out, "--overwrite", "-q")
     _run("trainer", "--data_dir", out, "--model_dir", model_dir, "--progress", "0", *trainer_flags)
-    with open(os.path.join(model_dir, "metrics.json")) as f:
+    with open(os.path.join(model_dir, outputs.METRICS_FILE)) as f:
         metrics = json.load(f)
     return {"accuracy": serving_accuracy(metrics["serving_dir"], os.path.join(data, "test.npz")),
             "keras_eval_accuracy": metrics["eval"]["accuracy"],
