@@ -254,6 +254,21 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     metrics = {
         **_evaluate(run, net),
         **({"input_examples_per_sec": round(examples_per_sec, 1)} if examples_per_sec is not None else {}),
+        **_run_facts(run, history, best),
+        "train_seconds": round(train_seconds, 2),
+        "epoch_seconds": timer.seconds,
+        "model": net.name,
+        "serving_dir": serving_dir,
+    }
+    with tf.io.gfile.GFile(posixpath.join(model_dir, outputs.METRICS_FILE), "w") as f:
+        f.write(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _run_facts(run: Run, history: keras.callbacks.History, best: BestWeights | None) -> dict[str, Any]:
+    """What metrics.json says about the run besides its figures: plan, epochs, data, devices."""
+    config = run.config
+    return {
         "epochs": run.plan.epochs,
         "epochs_run": len(history.epoch),
         "first_epoch": history.epoch[0] + 1 if history.epoch else None,
@@ -266,13 +281,6 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         "num_replicas": run.dist.num_replicas_in_sync,
         "jit_compile": config.jit_compile,
         "mixed_precision": config.mixed_precision,
-        "train_seconds": round(train_seconds, 2),
-        "epoch_seconds": timer.seconds,
-        "model": net.name,
         "num_classes": run.info.num_classes,
         "data_dir": run.info.data_dir,
-        "serving_dir": serving_dir,
     }
-    with tf.io.gfile.GFile(posixpath.join(model_dir, outputs.METRICS_FILE), "w") as f:
-        f.write(json.dumps(metrics, indent=2) + "\n")
-    return metrics
