@@ -390,7 +390,7 @@ def test_cli_failures_are_one_line_and_leave_no_partial_export(sequences, tmp_pa
     # A disk that fills up when the serving model is exported, after the epochs' checkpoints.
     with mounts.small_disk(tmp_path / "disk", "1m") as disk:
         proc = _cli("--data_dir", sequences[0], "--model_dir", str(disk / "model"), "--epochs", "1",
-                    "--batch_size", str(BATCH), "--throughput_batches", "1")
+                    "--batch_size", str(BATCH), "--throughput_batches", "1", "--width", "8")  # small checkpoints
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
         assert re.fullmatch(r"error: training failed: no space left on device \(.*No space left on device\): "
                             r"free space or write elsewhere \(-v shows the traceback\)",
