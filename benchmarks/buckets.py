@@ -82,7 +82,9 @@ def run_pipeline(data: str, out: str, *flags: str) -> float:
 def train_cli(out: str, model_dir: str, epochs: int) -> dict[str, Any]:
     """The trainer's CLI on an output; returns its metrics.json."""
     subprocess.run([sys.executable, "-m", "trainer", "--data_dir", out, "--model_dir", model_dir, "--epochs",
-                    str(epochs), "--batch_size", str(BATCH_SIZE), "--width", str(WIDTH), "--progress", "0"],
+                    str(epochs), "--batch_size", str(BATCH_SIZE), "--width", str(WIDTH), "--progress", "0",
+                    # as the ragged side trains: no augmentation, no validation hold-out; its input measured
+                    "--augment", "none", "--validation_fraction", "0", "--throughput_batches", "50"],
                    check=True, cwd=source_tree.REPO, env=source_tree.subprocess_env(), stdout=subprocess.DEVNULL)
     with open(os.path.join(model_dir, METRICS_FILE)) as f:
         return json.load(f)

@@ -63,7 +63,7 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize("module", ["benchmarks.preprocess", "benchmarks.input_pipeline", "benchmarks.handwritten",
-                                    "benchmarks.stock_tft", "benchmarks.buckets"])
+                                    "benchmarks.stock_tft", "benchmarks.buckets", "benchmarks.trainer_accuracy"])
 def test_help(module: str) -> None:
     assert "usage: python -m " + module in run_module(module, "--help").stdout
 
@@ -258,3 +258,21 @@ def test_buckets_benchmark(tmp_path) -> None:
     for side, r in sides.items():
         row = next(line for line in proc.stdout.splitlines() if line.startswith(side))
         assert f"{r['bytes'] / sides['one length']['bytes']:.2f}" in row and f"{r['eval_accuracy']:.3f}" in row
+
+
+def test_trainer_accuracy_benchmark_scores_the_serving_signature(tmp_path) -> None:
+    """Our side on ready-made files (no aeon in this environment): the pipeline, the trainer and the
+    serving signature on raw test samples, whose accuracy is the trainer's own on the eval records."""
+    from benchmarks import buckets
+
+    os.makedirs(tmp_path / "npz" / "sines")
+    buckets.write_split(str(tmp_path / "npz" / "sines" / "train.npz"), "uniform", 120, seed=1)
+    buckets.write_split(str(tmp_path / "npz" / "sines" / "test.npz"), "uniform", 60, seed=2)
+    proc = run_module("benchmarks.trainer_accuracy", "--npz_dir", str(tmp_path / "npz"), "--datasets", "sines",
+                      "--work_dir", str(tmp_path / "work"), "--json", str(tmp_path / "r.json"),
+                      "--trainer_flags", "--epochs", "2")
+    (row,) = json.loads((tmp_path / "r.json").read_text())
+    ours = row["ours"]
+    assert ours["accuracy"] == pytest.approx(ours["keras_eval_accuracy"], abs=1e-6)
+    assert (ours["epochs_run"], ours["global_batch_size"], ours["steps_per_epoch"]) == (2, 16, 8)  # 120 examples
+    assert f"| sines | - | - | {ours['accuracy']:.3f} |" in proc.stdout

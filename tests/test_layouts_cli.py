@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.support.helpers import manifest, quarantine, read_split, run_ok, valid_rows
+from tests.support.helpers import manifest, quarantine, read_split, run_ok, run_pipeline, valid_rows
 
 RNG = np.random.default_rng(7)
 
@@ -114,3 +114,14 @@ def test_uint8_images_per_element(tmp_path, normalize):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     stats = manifest(out)["statistics"]["x"]
     assert stats["axis"] == "element" and np.array(stats["mean"]).shape == (4, 4, 3)
+
+
+def test_a_run_without_a_readable_training_file_names_the_first_refused_file_and_why(tmp_path):
+    # Float targets (not whole numbers) are not class ids: every file is refused as bad_label.
+    rng = np.random.default_rng(0)
+    for name in ("b", "a"):
+        np.savez(tmp_path / f"{name}.npz", x=rng.normal(size=(4, 5, 2)).astype(np.float32), y=rng.normal(size=4))
+    proc = run_pipeline("--input", str(tmp_path / "*.npz"), "--output_dir", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert f"no readable training file among 2 ({{'bad_label': 2}}); the first, {tmp_path / 'a.npz'}: bad_label: " \
+           in proc.stderr, proc.stderr

@@ -33,10 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="receives logs/ (TensorBoard), checkpoints/, backup/, serving/ and metrics.json; "
                          "a gs:// path on Cloud TPU")
     fit = p.add_argument_group("training")
-    fit.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training split")
+    fit.add_argument("--epochs", type=int, default=defaults.epochs,
+                     help="passes over the training split (an epoch: every training example once on average); "
+                          "default: enough for about 1,500 steps, 10 to 300")
     fit.add_argument("--batch_size", type=int, default=defaults.batch_size,
-                     help="global batch size, split evenly over the replicas")
-    fit.add_argument("--learning_rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
+                     help="global batch size, split evenly over the replicas; default: 64, or less so that the "
+                          "training split fills 4 batches (8 at least); a batch larger than the split is refused")
+    fit.add_argument("--learning_rate", type=float, default=defaults.learning_rate,
+                     help="Adam's peak learning rate (cosine decay to 1%% of it over the run)")
+    fit.add_argument("--validation_fraction", type=float, default=defaults.validation_fraction,
+                     help="records held out of the training split (one in round(1/fraction) of each shard) to "
+                          "select the best epoch on, if that makes 50 or more; else (or 0) none: training uses "
+                          "every example and keeps the last epoch's weights")
+    fit.add_argument("--model", default=defaults.model,
+                     help="MODULE:FUNCTION or path/to/file.py:FUNCTION building your tf_keras model from the "
+                          "run's DataInfo (see docs/training.md); default: the built-in CNN")
     fit.add_argument("--steps_per_execution", type=int, default=defaults.steps_per_execution,
                      help="batches per compiled call; raise it (e.g. 32) on TPU, where each call has a fixed cost")
     fit.add_argument("--width", type=int, default=defaults.width, help="channels of the model's hidden layers")
@@ -46,12 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev = p.add_argument_group("devices")
     dev.add_argument("--strategy", choices=cfg.STRATEGIES, default=defaults.strategy,
                      help="auto: tpu if --tpu (or TPU_NAME) is set, mirrored on 2+ GPUs, else default (one device)")
+    dev.add_argument("--jit_compile", action="store_true",
+                     help="compile the training step with XLA (as TPUs do); shapes stay static per length bucket")
+    dev.add_argument("--mixed_precision", choices=cfg.MIXED_PRECISION, default=defaults.mixed_precision,
+                     help="compute in bfloat16 (TPU, recent GPUs) or float16 (GPUs, with loss scaling); "
+                          "variables, logits and loss stay float32")
     dev.add_argument("--tpu", default=defaults.tpu,
                      help="Cloud TPU name, grpc:// address, or 'local' on a TPU VM (implies --strategy tpu under auto)")
-    aug = p.add_argument_group("augmentation (training only, off by default)")
-    aug.add_argument("--augment", nargs="+", choices=cfg.AUGMENTATIONS, default=list(defaults.augment),
+    aug = p.add_argument_group("augmentation (training only)")
+    aug.add_argument("--augment", nargs="+", choices=(*cfg.AUGMENTATIONS, "none"), default=None,
                      help="sequences: noise (gaussian, valid steps only), shift (random rotation within the valid "
-                          "length); images: flip_lr, flip_ud (random flips)")
+                          "length); images: flip_lr, flip_ud (random flips); default: shift for sequences, "
+                          "none for images; none: off")
     aug.add_argument("--noise_stddev", type=float, default=defaults.noise_stddev,
                      help="stddev of the noise augmentation, in normalized units")
     inp = p.add_argument_group("input pipeline")
@@ -65,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     inp.add_argument("--cycle_length", type=int, default=defaults.cycle_length,
                      help="shards read concurrently (per length bucket)")
     inp.add_argument("--throughput_batches", type=int, default=defaults.throughput_batches,
-                     help="batches timed to measure the input pipeline's examples/s (reported in metrics.json)")
+                     help="before training, time this many batches of the input pipeline alone and report its "
+                          "examples/s in metrics.json; 0: no measurement")
     return p
 
 
@@ -77,11 +95,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     flags = {k: v for k, v in vars(args).items() if k != "verbose"}
-    config = cfg.TrainConfig(**{**flags, "augment": tuple(args.augment)})
+    augment = None if args.augment is None else tuple(a for a in args.augment if a != "none")
+    config = cfg.TrainConfig(**{**flags, "augment": augment})
     from trainer import data, train  # TensorFlow loads here, once the flags are known to be good
 
     metrics = train.train(config)
-    summary = {k: metrics[k] for k in (data.TRAIN, data.EVAL, "input_examples_per_sec") if k in metrics}
+    summary = {k: metrics[k] for k in (data.TRAIN, data.VALIDATION, data.EVAL, "input_examples_per_sec")
+               if k in metrics}
     print(f"final metrics: {json.dumps(summary)} ({metrics['model']}, {metrics['epochs_run']} epochs run; "
           f"written to {config.model_dir}/{outputs.METRICS_FILE})", flush=True)
     return metrics

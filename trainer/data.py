@@ -48,6 +48,9 @@ from transforms.features import DatasetSpec
 from transforms.manifest import Manifest, ManifestVersionError, loads
 from transforms.outputs import EVAL, TRAIN
 
+VALIDATION = "validation"  # held out of the train split for model selection (see with_validation)
+MIN_VALIDATION_EXAMPLES = 50
+
 Features = dict[str, tf.Tensor]
 AugmentFn = Callable[[Features], Features]
 
@@ -59,12 +62,40 @@ class Bucket:
     Attributes:
       length: the padded length L of every record's `x` ([L, *trailing_shape]).
       files: full paths of the shards (those with examples), in the manifest's order.
-      num_examples: examples in these shards together.
+      examples: examples read from each shard (all its records, or its part under a Holdout).
     """
 
     length: int
     files: tuple[str, ...]
-    num_examples: int
+    examples: tuple[int, ...]
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in these shards together."""
+        return sum(self.examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class Holdout:
+    """A part of every shard's records, chosen by position: record i of a shard is held out when
+    i % period == period - 1, so a shard of n records holds out n // period of them.
+
+    Attributes:
+      period: one record in `period` is held out.
+      held_out: True for the held-out part (validation), False for the rest (fitting).
+    """
+
+    period: int
+    held_out: bool
+
+    def count(self, records: int) -> int:
+        """Records of a shard of `records` in this part."""
+        held = records // self.period
+        return held if self.held_out else records - held
+
+    def keeps(self, index: tf.Tensor) -> tf.Tensor:
+        """Whether record `index` of its shard is in this part."""
+        return tf.equal(index % self.period == self.period - 1, self.held_out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +106,21 @@ class Split:
       buckets: ascending by length; one bucket (max_length) for a run without length buckets.
         Shards and buckets without examples are left out.
       compression: TFRecordDataset compression_type: "" or "GZIP".
+      holdout: the part of each shard this split reads; None for all records.
     """
 
     buckets: tuple[Bucket, ...]
     compression: str
+    holdout: Holdout | None = None
+
+    def part(self, holdout: Holdout) -> Split:
+        """This split's `holdout` part: the same shards, counted by the part; empty ones left out."""
+        buckets = []
+        for b in self.buckets:
+            kept = [(f, holdout.count(n)) for f, n in zip(b.files, b.examples) if holdout.count(n)]
+            if kept:
+                buckets.append(Bucket(b.length, tuple(f for f, _ in kept), tuple(n for _, n in kept)))
+        return Split(tuple(buckets), self.compression, holdout)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -153,7 +195,7 @@ def _split(data_dir: str, name: str, manifest: Manifest, fixed_shape: bool) -> S
         members = [s for s in shards if manifest.shard_length(s) == length and s.examples]
         if members:
             buckets.append(Bucket(length, tuple(posixpath.join(data_dir, s.file) for s in members),
-                                  sum(s.examples for s in members)))
+                                  tuple(s.examples for s in members)))
     return Split(tuple(buckets), "GZIP" if compression == "gzip" else "")
 
 
@@ -233,7 +275,7 @@ def _shuffle_buffers(info: DataInfo, split: Split, reading: Reading, block: int)
     return [max(1, int(r * scale) // block) for r in records]
 
 
-def _bucket_dataset(info: DataInfo, bucket: Bucket, compression: str, batch_size: int, *, training: bool,
+def _bucket_dataset(info: DataInfo, bucket: Bucket, split: Split, batch_size: int, *, training: bool,
                     shuffle_blocks: int, reading: Reading,
                     input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
     """One bucket's parsed batches (see the module docstring for the chain)."""
@@ -249,7 +291,14 @@ def _bucket_dataset(info: DataInfo, bucket: Bucket, compression: str, batch_size
     if training:
         files = files.shuffle(num_files).repeat()  # a new file order on every pass
     block = reading.block(batch_size)
-    ds = files.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression).batch(block),
+
+    def records(file: tf.Tensor) -> tf.data.Dataset:
+        ds = tf.data.TFRecordDataset(file, compression_type=split.compression)
+        if split.holdout is not None:  # positions within the shard: the same part on every pass
+            ds = ds.enumerate().filter(lambda i, _: split.holdout.keeps(i)).map(lambda _, r: r)
+        return ds.batch(block)
+
+    ds = files.interleave(records,
                           cycle_length=min(reading.cycle_length, num_files), num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=not training)
     if pipelines > 1 and not shard_files:
@@ -308,7 +357,7 @@ def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
     """
     s = info.splits[split]
     buffers = _shuffle_buffers(info, s, reading, reading.block(batch_size)) if training else [0] * len(s.buckets)
-    datasets = [_bucket_dataset(info, b, s.compression, batch_size, training=training, shuffle_blocks=n,
+    datasets = [_bucket_dataset(info, b, s, batch_size, training=training, shuffle_blocks=n,
                                 reading=reading, input_context=input_context) for b, n in zip(s.buckets, buffers)]
     if len(datasets) == 1:
         ds = datasets[0]
@@ -323,8 +372,32 @@ def make_dataset(info: DataInfo, split: str, batch_size: int, *, training: bool,
 
 
 def train_steps(info: DataInfo, global_batch_size: int) -> int:
-    """Steps in a training epoch: each bucket's full global batches (a batch never mixes buckets)."""
-    return sum(b.num_examples // global_batch_size for b in info.splits[TRAIN].buckets)
+    """Steps in a training epoch: enough batches to see every training example once on average.
+
+    The training stream has no epoch boundary (each bucket's shards repeat), so a bucket's
+    remainder is not lost: it starts the bucket's next batch.
+    """
+    return math.ceil(info.splits[TRAIN].num_examples / global_batch_size)
+
+
+def with_validation(info: DataInfo, fraction: float, min_examples: int = MIN_VALIDATION_EXAMPLES) -> DataInfo:
+    """`info` with `fraction` of every training shard's records held out as the VALIDATION split.
+
+    One record in round(1 / fraction) of each shard, by position, so the same records on every
+    pass and in every input pipeline; the train split keeps the rest. `info` itself when
+    fraction is 0 or it would hold out fewer than `min_examples` records: selecting an epoch on
+    a handful of examples follows their noise (measured: docs/training.md), and they are worth
+    more as training data.
+    """
+    if fraction <= 0:
+        return info
+    period = max(2, round(1 / fraction))
+    train = info.splits[TRAIN]
+    validation = train.part(Holdout(period, held_out=True))
+    if validation.num_examples < max(1, min_examples):
+        return info
+    splits = {**info.splits, TRAIN: train.part(Holdout(period, held_out=False)), VALIDATION: validation}
+    return dataclasses.replace(info, splits=splits)
 
 
 def eval_steps(info: DataInfo, split: str, global_batch_size: int, replicas: int) -> int:

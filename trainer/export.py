@@ -16,6 +16,7 @@ only: not tf.Transform, tf_keras or this repository.
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -30,6 +31,22 @@ def serving_feature_spec(info: DataInfo) -> dict[str, tf.io.VarLenFeature | tf.i
     spec = info.spec.raw_feature_spec()
     del spec[features.LABEL]
     return spec
+
+
+def raw_example(sample: np.ndarray, x_dtype: str = "float32") -> bytes:
+    """A serving request for one sample as the pipeline read it ([T, *trailing], unnormalized and
+    unpadded): its values flattened row-major, its length, no label.
+
+    x_dtype: the raw schema's dtype of `x` (`DatasetSpec.raw_x_dtype`: "int64" for int32/int64/uint32
+    data, else "float32").
+    """
+    values = sample.reshape(-1)
+    if x_dtype == "int64":
+        x = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    else:
+        x = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    feature = {features.X: x, features.LENGTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[len(sample)]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 class ServingModule(tf.Module):

@@ -17,18 +17,23 @@ for any B including 0 (see NonEmpty).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.config import DEFAULT_WIDTH
+from trainer import user_model
+from trainer.config import DEFAULT_WIDTH, TrainConfig
 from trainer.data import DataInfo
 from transforms import features
 
-# Dilations of the sequence CNN's kernel-3 convolutions: a receptive field of 15 steps.
-SEQUENCE_DILATIONS = (1, 2, 4)
-
+# The sequence CNN: a stem convolution, then residual blocks with a masked max-pool halving the
+# steps between them, so the receptive field grows geometrically: blocks are added until it
+# covers the longest training sequence, up to MAX_STAGES.
+SEQUENCE_KERNEL = 7
+MIN_STAGES, MAX_STAGES = 2, 8
 
 class ValidStepMask(keras.layers.Layer):
     """([B] lengths, [B, T, C] steps) -> [B, T, 1] float mask: 1.0 on valid steps, 0.0 on padding.
@@ -81,18 +86,100 @@ class MaskedPooling(keras.layers.Layer):
         return tf.concat([mean, peak], axis=-1)
 
 
+class MaskedMaxPool(keras.layers.Layer):
+    """Halves the steps of [B, T, C] with windows (2k, 2k+1), padding never winning: [B, ceil(T/2), C].
+
+    The windows start at step 0 whatever T is, and a window holding the last valid step and a
+    padded one gives that step, as it would if the sample ended the batch; so the result's valid
+    steps (ceil(length / 2) of them) depend on valid inputs only.
+    """
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        h, mask = inputs
+        h = tf.where(mask > 0, h, h.dtype.min)
+        return tf.nn.max_pool1d(h, 2, 2, "SAME")
+
+
+class HalvedLength(keras.layers.Layer):
+    """Valid steps after MaskedMaxPool: ceil(length / 2)."""
+
+    def call(self, length: tf.Tensor) -> tf.Tensor:
+        return (length + 1) // 2
+
+
+def sequence_stages(max_length: int) -> int:
+    """Residual blocks: enough halvings that the last block's kernel spans the longest sequence."""
+    stages = MIN_STAGES
+    while stages < MAX_STAGES and SEQUENCE_KERNEL * 2 ** (stages - 1) < max_length:
+        stages += 1
+    return stages
+
+
+class StepBatchNorm(keras.layers.BatchNormalization):
+    """Batch normalization whose training statistics come from the valid steps only (the `mask`
+    [B, T] given to each call); in inference a per-channel affine map, which keeps padded steps
+    out of every valid step's value. Passes no Keras mask on: the model masks explicitly."""
+
+    def __init__(self, **kwargs) -> None:
+        # The fused kernel ignores masks. Momentum 0.9: the inference statistics settle within
+        # tens of steps (Keras' 0.99 needs hundreds; small datasets and short runs have few).
+        super().__init__(fused=False, momentum=0.9, **kwargs)
+
+    def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> None:
+        return None
+
+
+def _normalized(h: tf.Tensor, mask2d: tf.Tensor) -> tf.Tensor:
+    return StepBatchNorm()(h, mask=mask2d)
+
+
+def _residual_block(h: tf.Tensor, mask: tf.Tensor, width: int) -> tf.Tensor:
+    """Two masked conv + batch-norm layers and a skip connection; padded steps end at exactly 0."""
+    mask2d = mask[:, :, 0]
+    shortcut = h
+    for i in range(2):
+        h = keras.layers.Conv1D(width, SEQUENCE_KERNEL, padding="same", use_bias=False)(h)
+        h = _normalized(h, mask2d)
+        if i == 0:
+            h = keras.layers.Activation("relu")(keras.layers.Multiply()([h, mask]))
+    h = keras.layers.Activation("relu")(keras.layers.Add()([h, shortcut]))
+    return keras.layers.Multiply()([h, mask])  # padding back to exactly 0 for the next layer
+
+
+class InstanceStandardized(keras.layers.Layer):
+    """[B, T, C] -> [B, T, C]: each sample's channels standardized over its own valid steps, 0 on padding.
+
+    The pipeline standardizes with the dataset's statistics, which keeps each sample's level and
+    scale (often telling); this view adds its shape alone, whatever the level.
+    """
+
+    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
+        h, mask = inputs
+        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
+        mean = tf.reduce_sum(h * mask, axis=1, keepdims=True) / count
+        var = tf.reduce_sum(tf.square(h - mean) * mask, axis=1, keepdims=True) / count
+        return (h - mean) * tf.math.rsqrt(var + 1e-6) * mask
+
+
 def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_classes: int,
                     width: int) -> tf.Tensor:
     # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
     h = keras.layers.Reshape((-1, math.prod(x_shape[1:])))(x)
     mask = ValidStepMask()([length, h])
     h = keras.layers.Multiply()([h, mask])
-    for dilation in SEQUENCE_DILATIONS:
-        h = keras.layers.Conv1D(width, 3, padding="same", dilation_rate=dilation, activation="relu")(h)
-        h = keras.layers.Multiply()([h, mask])  # padding back to exactly 0 for the next layer
+    h = keras.layers.Concatenate()([h, InstanceStandardized()([h, mask])])
+    h = keras.layers.Conv1D(width, SEQUENCE_KERNEL, padding="same", use_bias=False)(h)
+    h = keras.layers.Activation("relu")(_normalized(h, mask[:, :, 0]))
+    h = keras.layers.Multiply()([h, mask])
+    stages = sequence_stages(x_shape[0])
+    for _ in range(stages):
+        h = MaskedMaxPool()([h, mask])
+        length = HalvedLength()(length)
+        mask = ValidStepMask()([length, h])
+        h = keras.layers.Multiply()([h, mask])
+        h = _residual_block(h, mask, width)
     h = MaskedPooling()([h, mask])
-    h = keras.layers.Dense(width, activation="relu")(h)
-    return keras.layers.Dense(num_classes)(h)
+    return keras.layers.Dense(num_classes, dtype="float32")(h)  # float32 logits under mixed precision
 
 
 def _image_model(x: tf.Tensor, x_shape: tuple[int, ...], num_classes: int, width: int) -> tf.Tensor:
@@ -102,16 +189,49 @@ def _image_model(x: tf.Tensor, x_shape: tuple[int, ...], num_classes: int, width
         h = keras.layers.MaxPooling2D(2, padding="same")(h)
     h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
-    return keras.layers.Dense(num_classes)(h)
+    return keras.layers.Dense(num_classes, dtype="float32")(h)  # float32 logits under mixed precision
 
 
-def compile_classifier(net: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> None:
+def learning_rate_schedule(peak: float, total_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Cosine decay from `peak` to 1% of it over the run: large steps early, small ones to settle."""
+    return keras.optimizers.schedules.CosineDecay(peak, max(1, total_steps), alpha=0.01)
+
+
+def compile_classifier(net: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+                       steps_per_execution: int = 1, jit_compile: bool = False) -> None:
     """The training setup of every classifier here: Adam, sparse categorical cross-entropy on
-    logits, accuracy."""
+    logits, accuracy; the train step compiled with XLA when `jit_compile`."""
     net.compile(optimizer=keras.optimizers.Adam(learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                steps_per_execution=steps_per_execution)
+                steps_per_execution=steps_per_execution, jit_compile=jit_compile)
+
+
+@contextlib.contextmanager
+def precision(policy: str | None) -> Iterator[None]:
+    """Keras' global dtype policy for the models built inside (e.g. "mixed_bfloat16"); float32 after."""
+    if policy is None:
+        yield
+        return
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def float32_outputs(net: keras.Model) -> keras.Model:
+    """`net` with float32 outputs: logits and loss stay float32 under a mixed-precision policy."""
+    if net.output.dtype == tf.float32:
+        return net
+    logits = keras.layers.Activation("linear", dtype="float32", name="float32_logits")(net.output)
+    return keras.Model(net.inputs, logits, name=net.name)
+
+
+def make_model(info: DataInfo, config: TrainConfig) -> keras.Model:
+    """The run's model: the user's (--model) or the default one, with float32 logits."""
+    net = user_model.load(config.model)(info) if config.model else build_model(info, config.width)
+    return float32_outputs(user_model.checked(net, config.model) if config.model else net)
 
 
 def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:

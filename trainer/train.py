@@ -1,21 +1,25 @@
-"""The training run: data, strategy, model, fit with evaluation each epoch, serving export, metrics.
+"""The training run: data, strategy, model, fit (validated on a part held out of the training
+split), serving export, metrics.
 
 `model_dir` receives:
   logs/         TensorBoard summaries (train and validation, per epoch)
-  checkpoints/  weights after every epoch (epoch-001.*, ...)
+  checkpoints/  weights after every epoch (epoch-001.*, ...) and the exported ones (final.*)
   backup/       BackupAndRestore's state while a run is in progress; an interrupted run
                 started again with the same flags resumes after the last completed epoch
   serving/      the serving SavedModel (see trainer/export.py)
-  metrics.json  final train/eval loss and accuracy, input pipeline examples/s, run facts
+  metrics.json  loss and accuracy of the exported weights on the train, validation and eval
+                splits, the plan (epochs, steps, batch), the best epoch, run facts
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import posixpath
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import tensorflow as tf
@@ -23,28 +27,69 @@ import tf_keras as keras
 
 from cli_support import failures
 from trainer import augment, data, export, model, outputs, strategy
-from trainer.config import TrainConfig
+from trainer.config import DEFAULT_SEQUENCE_AUGMENT, TrainConfig
 from trainer.errors import ConfigError
 
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
 _PROBE = ".write-probe"   # written and removed at the start: an unwritable model_dir fails at once
+FINAL_CHECKPOINT = "final"  # the weights exported: the best epoch's, or the last one's without validation
 
 
-def _check(config: TrainConfig, info: data.DataInfo, replicas: int) -> int:
-    """Validates the settings against the data and devices; returns steps per epoch."""
-    if min(config.epochs, config.batch_size, config.steps_per_execution, config.blocks_per_batch) < 1:
+# Automatic settings (--epochs and --batch_size left out): small datasets get small batches and
+# enough epochs for MIN_STEPS optimizer steps; large ones AUTO_BATCH and at least MIN_EPOCHS.
+MIN_STEPS = 1500
+MIN_EPOCHS = 10
+MAX_AUTO_EPOCHS = 300
+AUTO_BATCH = 64
+MIN_AUTO_BATCH = 8
+# Validation passes in a run at most (every epoch up to this many epochs): the best epoch is
+# chosen among these.
+MAX_VALIDATIONS = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How long a run trains, from the settings and the data.
+
+    Attributes:
+      batch_size: global batch size.
+      epochs: passes over the training split.
+      steps_per_epoch: steps of an epoch: every training example once on average.
+    """
+
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int
+
+
+def auto_batch_size(examples: int, replicas: int) -> int:
+    """A batch the training split fills at least 4 times (AUTO_BATCH at most, MIN_AUTO_BATCH at
+    least where it fits), a multiple of the replicas."""
+    batch = AUTO_BATCH
+    while batch > MIN_AUTO_BATCH and 4 * batch > examples:
+        batch //= 2
+    batch = min(batch, examples)
+    return max(replicas, batch // replicas * replicas)
+
+
+def plan(config: TrainConfig, info: data.DataInfo, replicas: int) -> Plan:
+    """Validates the settings against the data and devices and fills in the automatic ones."""
+    examples = info.splits[data.TRAIN].num_examples
+    batch = config.batch_size if config.batch_size is not None else auto_batch_size(examples, replicas)
+    given_epochs = config.epochs if config.epochs is not None else 1
+    if min(batch, config.steps_per_execution, config.blocks_per_batch, given_epochs) < 1:
         raise ConfigError("--epochs, --batch_size, --steps_per_execution and --blocks_per_batch must be >= 1")
-    if config.batch_size % replicas:
-        raise ConfigError(f"--batch_size {config.batch_size} must be a multiple of the {replicas} replicas")
-    steps = data.train_steps(info, config.batch_size)
-    if steps < 1:
-        sizes = [b.num_examples for b in info.splits[data.TRAIN].buckets]
-        what = f"the {sizes[0]} training examples" if len(sizes) == 1 else f"every length bucket's examples {sizes}"
-        raise ConfigError(f"--batch_size {config.batch_size} is larger than {what} "
-                          "(batches drop the remainder and never mix buckets)")
-    return steps
+    if batch % replicas:
+        raise ConfigError(f"--batch_size {batch} must be a multiple of the {replicas} replicas")
+    if batch > examples:
+        raise ConfigError(f"--batch_size {batch} is larger than the {examples} training examples"
+                          f"{' (after the validation hold-out)' if data.VALIDATION in info.splits else ''}")
+    steps = data.train_steps(info, batch)
+    epochs = config.epochs if config.epochs is not None else min(MAX_AUTO_EPOCHS,
+                                                                 max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
+    return Plan(batch, epochs, steps)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -62,6 +107,31 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(round(time.perf_counter() - self._start, 3))
 
 
+class BestWeights(keras.callbacks.Callback):
+    """Model selection on the validation split: keeps the weights of the epoch with the best
+    validation accuracy (ties: the lower validation loss) and restores them when training ends.
+
+    The best weights live in memory: a resumed run selects among the epochs it ran itself.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best: tuple[float, float] | None = None
+        self.best_epoch: int | None = None
+        self._weights: list | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if "val_loss" not in logs:  # not a validated epoch (validation_freq)
+            return
+        score = (logs["val_accuracy"], -logs["val_loss"])
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch, self._weights = score, epoch + 1, self.model.get_weights()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+
+
 def _callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
     return [
         # First, so an epoch's state is backed up before any later callback can stop the run.
@@ -72,22 +142,84 @@ def _callbacks(model_dir: str) -> list[keras.callbacks.Callback]:
     ]
 
 
-def _final_metrics(net: keras.Model, history: keras.callbacks.History, splits: Sequence[str],
-                   evaluation: Callable[[str], tuple[Any, int]]) -> dict[str, dict[str, float]]:
-    """Loss and accuracy per split: the last epoch's, or a fresh evaluation if no epoch ran.
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a training run works with: the strategy, the data, the plan and how to read it."""
 
-    No epoch runs when a resumed run finds every epoch already done.
-    """
-    logs = history.history
+    config: TrainConfig
+    dist: tf.distribute.Strategy
+    info: data.DataInfo
+    plan: Plan
+    reading: data.Reading
+    augment: data.AugmentFn | None
+
+    def training_data(self) -> tf.distribute.DistributedDataset:
+        return data.distribute(self.dist, self.info, data.TRAIN, self.plan.batch_size, training=True,
+                               augment=self.augment, reading=self.reading)
+
+    def evaluation(self, split: str) -> tuple[tf.distribute.DistributedDataset, int]:
+        """One pass over `split` and its step count (Keras needs it for a distributed dataset)."""
+        steps = data.eval_steps(self.info, split, self.plan.batch_size, self.dist.num_replicas_in_sync)
+        return data.distribute(self.dist, self.info, split, self.plan.batch_size, training=False,
+                               reading=self.reading), steps
+
+    def throughput(self) -> float:
+        """The training input pipeline's examples/s on its own (--throughput_batches)."""
+        dataset = data.make_dataset(self.info, data.TRAIN, self.plan.batch_size, training=True,
+                                    augment=self.augment, reading=self.reading)
+        return data.measure_throughput(dataset, self.config.throughput_batches,
+                                       buckets=len(self.info.splits[data.TRAIN].buckets))
+
+
+def _prepare(config: TrainConfig) -> Run:
+    dist = strategy.make_strategy(config.strategy, config.tpu)  # before any op: TPU init needs a fresh runtime
+    info = data.with_validation(data.load(config.data_dir), config.validation_fraction)
+    if data.VALIDATION not in info.splits and config.validation_fraction > 0:
+        logging.info("%s: fewer than %d validation examples at --validation_fraction %s: training on every "
+                     "training example, keeping the last epoch's weights", info.data_dir,
+                     data.MIN_VALIDATION_EXAMPLES, config.validation_fraction)
+    names = config.augment
+    if names is None:
+        names = () if info.is_image else DEFAULT_SEQUENCE_AUGMENT
+    augment_fn = augment.make_augment_fn(info, names, config.noise_stddev)
+    run_plan = plan(config, info, dist.num_replicas_in_sync)
+    if data.EVAL not in info.splits:
+        logging.warning("%s has no eval split: no evaluation on held-out data", info.data_dir)
+    reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length, config.seed)
+    return Run(config, dist, info, run_plan, reading, augment_fn)
+
+
+def _fit(run: Run, model_dir: str, extra_callbacks: Sequence[keras.callbacks.Callback]
+         ) -> tuple[keras.Model, keras.callbacks.History, EpochTimer, BestWeights | None]:
+    """Builds, compiles and fits the model; selects the best epoch on the validation split if any."""
+    config, plan_ = run.config, run.plan
+    # Only the validation split is evaluated during training (the eval split once, at the end):
+    # on small data an evaluation pass per epoch costs as much as the epoch itself.
+    val_ds, val_steps = run.evaluation(data.VALIDATION) if data.VALIDATION in run.info.splits else (None, None)
+    with run.dist.scope():
+        net = model.make_model(run.info, config)
+        model.compile_classifier(net, model.learning_rate_schedule(config.learning_rate,
+                                                                   plan_.epochs * plan_.steps_per_epoch),
+                                 config.steps_per_execution, jit_compile=config.jit_compile)
+    timer = EpochTimer()
+    best = BestWeights() if val_ds is not None else None
+    history = net.fit(run.training_data(), epochs=plan_.epochs, steps_per_epoch=plan_.steps_per_epoch,
+                      validation_data=val_ds, validation_steps=val_steps,
+                      validation_freq=max(1, plan_.epochs // MAX_VALIDATIONS),
+                      callbacks=[*_callbacks(model_dir), timer, *([best] if best else []), *extra_callbacks],
+                      verbose=config.progress)
+    return net, history, timer, best
+
+
+def _evaluate(run: Run, net: keras.Model) -> dict[str, dict[str, float]]:
+    """Loss and accuracy of the final (selected) weights on every split, in inference mode."""
     result = {}
-    for split in splits:
-        prefix = "val_" if split == data.EVAL else ""
-        if logs.get(prefix + "loss"):
-            result[split] = {"loss": logs[prefix + "loss"][-1], "accuracy": logs[prefix + "accuracy"][-1]}
-        else:
-            dataset, steps = evaluation(split)
-            result[split] = net.evaluate(dataset, steps=steps, verbose=0, return_dict=True)
-    return {split: {k: float(v) for k, v in m.items()} for split, m in result.items()}
+    for split in (data.TRAIN, data.VALIDATION, data.EVAL):
+        if split in run.info.splits:
+            dataset, steps = run.evaluation(split)
+            result[split] = {k: float(v) for k, v in
+                             net.evaluate(dataset, steps=steps, verbose=0, return_dict=True).items()}
+    return result
 
 
 def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
@@ -104,11 +236,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
       DataError: data_dir is not a complete preprocessing run.
       ConfigError: the settings do not fit the data or devices.
     """
-    dist = strategy.make_strategy(config.strategy, config.tpu)  # before any op: TPU init needs a fresh runtime
-    info = data.load(config.data_dir)
-    augment_fn = augment.make_augment_fn(info, config.augment, config.noise_stddev)
-    replicas = dist.num_replicas_in_sync
-    steps = _check(config, info, replicas)
+    run = _prepare(config)
     keras.utils.set_random_seed(config.seed)
     model_dir = config.model_dir.rstrip("/") or "/"
     with failures.writing(model_dir, "--model_dir"):   # refused now, not after the first epoch
@@ -116,53 +244,43 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
         with tf.io.gfile.GFile(posixpath.join(model_dir, _PROBE), "w") as f:
             f.write("")
         tf.io.gfile.remove(posixpath.join(model_dir, _PROBE))
-
-    reading = data.Reading(config.shuffle_buffer, config.blocks_per_batch, config.cycle_length, config.seed)
-    examples_per_sec = data.measure_throughput(
-        data.make_dataset(info, data.TRAIN, config.batch_size, training=True, augment=augment_fn, reading=reading),
-        config.throughput_batches, buckets=len(info.splits[data.TRAIN].buckets))
-    train_ds = data.distribute(dist, info, data.TRAIN, config.batch_size, training=True, augment=augment_fn,
-                               reading=reading)
-
-    def evaluation(split: str) -> tuple[tf.distribute.DistributedDataset, int]:
-        # Keras needs the step count of a distributed dataset; each bucket ends with a partial batch.
-        steps = data.eval_steps(info, split, config.batch_size, replicas)
-        return data.distribute(dist, info, split, config.batch_size, training=False, reading=reading), steps
-
-    eval_ds, eval_steps = evaluation(data.EVAL) if data.EVAL in info.splits else (None, None)
-    if eval_ds is None:
-        logging.warning("%s has no eval split: training without evaluation", info.data_dir)
-
-    with dist.scope():
-        net = model.build_model(info, config.width)
-        model.compile_classifier(net, config.learning_rate, config.steps_per_execution)
-    timer = EpochTimer()
+    examples_per_sec = run.throughput() if config.throughput_batches else None
     start = time.perf_counter()
-    history = net.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps, validation_data=eval_ds,
-                      validation_steps=eval_steps, callbacks=[*_callbacks(model_dir), timer, *extra_callbacks],
-                      verbose=config.progress)
+    with model.precision(config.mixed_precision):
+        net, history, timer, best = _fit(run, model_dir, extra_callbacks)
     train_seconds = time.perf_counter() - start
-
-    serving_dir = export.export_serving(net, info, posixpath.join(model_dir, outputs.SERVING_DIR))
+    net.save_weights(posixpath.join(model_dir, CHECKPOINTS_DIR, FINAL_CHECKPOINT))
+    serving_dir = export.export_serving(net, run.info, posixpath.join(model_dir, outputs.SERVING_DIR))
     metrics = {
-        **_final_metrics(net, history, [s for s in (data.TRAIN, data.EVAL) if s in info.splits],
-                         evaluation),
-        "input_examples_per_sec": round(examples_per_sec, 1),
-        "epochs": config.epochs,
-        "epochs_run": len(history.epoch),
-        "first_epoch": history.epoch[0] + 1 if history.epoch else None,
-        "steps_per_epoch": steps,
-        "length_buckets": [b.length for b in info.splits[data.TRAIN].buckets],
-        "global_batch_size": config.batch_size,
-        "strategy": strategy.resolve_name(config.strategy, config.tpu),
-        "num_replicas": replicas,
+        **_evaluate(run, net),
+        **({"input_examples_per_sec": round(examples_per_sec, 1)} if examples_per_sec is not None else {}),
+        **_run_facts(run, history, best),
         "train_seconds": round(train_seconds, 2),
         "epoch_seconds": timer.seconds,
         "model": net.name,
-        "num_classes": info.num_classes,
-        "data_dir": info.data_dir,
         "serving_dir": serving_dir,
     }
     with tf.io.gfile.GFile(posixpath.join(model_dir, outputs.METRICS_FILE), "w") as f:
         f.write(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _run_facts(run: Run, history: keras.callbacks.History, best: BestWeights | None) -> dict[str, Any]:
+    """What metrics.json says about the run besides its figures: plan, epochs, data, devices."""
+    config = run.config
+    return {
+        "epochs": run.plan.epochs,
+        "epochs_run": len(history.epoch),
+        "first_epoch": history.epoch[0] + 1 if history.epoch else None,
+        "best_epoch": best.best_epoch if best else None,
+        "steps_per_epoch": run.plan.steps_per_epoch,
+        "length_buckets": [b.length for b in run.info.splits[data.TRAIN].buckets],
+        "global_batch_size": run.plan.batch_size,
+        "examples": {split: s.num_examples for split, s in run.info.splits.items()},
+        "strategy": strategy.resolve_name(config.strategy, config.tpu),
+        "num_replicas": run.dist.num_replicas_in_sync,
+        "jit_compile": config.jit_compile,
+        "mixed_precision": config.mixed_precision,
+        "num_classes": run.info.num_classes,
+        "data_dir": run.info.data_dir,
+    }

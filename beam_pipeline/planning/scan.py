@@ -137,8 +137,10 @@ def infer_spec(train: list[FileScan], evaluation: list[FileScan], *, max_length:
     """
     good = [s for s in train if s.plan is not None]
     if not good:
-        reasons = collections.Counter(s.error.reason for s in train if s.error)
-        raise UsageError(f"no readable training file among {len(train)} ({dict(reasons)})")
+        refused = sorted((s for s in train if s.error), key=lambda s: s.task.path)
+        reasons = collections.Counter(s.error.reason for s in refused)
+        first = f"; the first, {refused[0].task.path}: {refused[0].error}" if refused else ""
+        raise UsageError(f"no readable training file among {len(train)} ({dict(reasons)}){first}")
     votes = collections.Counter()
     for s in good:
         votes[(s.plan.trailing_shape, s.plan.dtype.name, s.plan.label_kind)] += s.plan.num_samples
