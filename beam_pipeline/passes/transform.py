@@ -28,6 +28,8 @@ from transforms.features import DatasetSpec
 
 # Samples of a worker's first batch transformed both ways and compared.
 PROBE_SAMPLES = 64
+# Values normalized per slice (512 KB of float64).
+_CHUNK_VALUES = 1 << 16
 
 # Loading and tracing the transform graph takes seconds: once per worker process, shared by
 # every WriteShardFn instance (a memo, not state: each entry is a pure function of its key).
@@ -121,24 +123,52 @@ class Normalizer:
         else:
             rows = raw.reshape(-1, self.spec.stats_width)
             values = np.empty(rows.shape, np.float32)
-            centered = np.subtract(rows, self.center, dtype=np.float64)
-            np.multiply(centered, self.inverse, out=values, casting="same_kind")   # f64 product, rounded once
+            # In slices whose float64 temporary stays in the CPU cache: 0.67 -> 0.46 CPU s per GB.
+            step = max(1, _CHUNK_VALUES // self.spec.stats_width)
+            centered = np.empty((min(step, len(rows)), self.spec.stats_width), np.float64)
+            for start in range(0, len(rows), step):
+                part = rows[start:start + step]
+                np.subtract(part, self.center, out=centered[:len(part)], dtype=np.float64)
+                # The float64 product, rounded once to float32, as the graph's cast does.
+                np.multiply(centered[:len(part)], self.inverse, out=values[start:start + step], casting="same_kind")
         labels = batch.labels.astype(np.int64)
         known = (labels >= 0) & (labels <= self.largest_label)
         return Transformed(values.reshape(batch.values.shape), batch.lengths,
                            np.where(known, labels, features.UNKNOWN_LABEL_ID))
 
 
+def graph_transform(graph: Callable, spec: DatasetSpec, batch: SampleBatch) -> Transformed:
+    """A batch through the saved transform graph (load_graph), unpadded."""
+    labels = batch.labels.tolist() if spec.label_kind == "string" else batch.labels
+    out = graph(batch.values.reshape(-1).astype(spec.raw_x_dtype, copy=False),
+                batch.value_splits(spec.step_size), batch.lengths, labels)
+    padded, lengths = out[features.X].numpy(), out[features.LENGTH].numpy()
+    steps = padded.reshape(-1, *spec.trailing_shape)
+    values = gather_rows(steps, np.arange(len(lengths), dtype=np.int64) * spec.max_length, lengths)
+    return Transformed(values, lengths, out[features.LABEL].numpy())
+
+
 class BatchTransform:
     """Transforms SampleBatches for the write pass: in NumPy once a probe showed it gives
-    the graph's bits, else with the graph."""
+    the graph's bits, else with the graph.
 
-    def __init__(self, transform_dir: str, output_dir: str, spec: DatasetSpec):
+    Args:
+      graph: the saved transform graph (load_graph).
+      spec: the dataset spec.
+      numpy: the same transform in NumPy, or None to use the graph only.
+    """
+
+    def __init__(self, graph: Callable, spec: DatasetSpec, numpy: Normalizer | None):
+        self._graph = graph
         self._spec = spec
-        self._graph = load_graph(transform_dir, spec)
-        stats = [r for r in scratch.read_step(output_dir, scratch.STATISTICS_STEP) if isinstance(r, ValueStats)]
-        self._numpy = Normalizer.of(spec, stats[0]) if stats else None
+        self._numpy = numpy
         self._checked = False
+
+    @classmethod
+    def load(cls, transform_dir: str, output_dir: str, spec: DatasetSpec) -> BatchTransform:
+        """The run's transform: its graph, and the NumPy one from the analyze pass's statistics."""
+        stats = [r for r in scratch.read_step(output_dir, scratch.STATISTICS_STEP) if isinstance(r, ValueStats)]
+        return cls(load_graph(transform_dir, spec), spec, Normalizer.of(spec, stats[0]) if stats else None)
 
     @property
     def uses_numpy(self) -> bool:
@@ -149,22 +179,13 @@ class BatchTransform:
         if self._numpy is not None and not self._checked:
             self._checked = True
             probe = _head(batch, PROBE_SAMPLES)
-            if not _same(self._numpy(probe), self.graph(probe)):
+            if not _same(self._numpy(probe), graph_transform(self._graph, self._spec, probe)):
                 logging.warning("the NumPy transform differs from the transform graph on %s; using the graph",
                                 batch.path or "a batch")
                 self._numpy = None
-        return self._numpy(batch) if self._numpy is not None else self.graph(batch)
-
-    def graph(self, batch: SampleBatch) -> Transformed:
-        """The batch through the saved transform graph, unpadded."""
-        spec = self._spec
-        labels = batch.labels.tolist() if spec.label_kind == "string" else batch.labels
-        out = self._graph(batch.values.reshape(-1).astype(spec.raw_x_dtype, copy=False),
-                          batch.value_splits(spec.step_size), batch.lengths, labels)
-        padded, lengths = out[features.X].numpy(), out[features.LENGTH].numpy()
-        steps = padded.reshape(-1, *spec.trailing_shape)
-        values = gather_rows(steps, np.arange(len(lengths), dtype=np.int64) * spec.max_length, lengths)
-        return Transformed(values, lengths, out[features.LABEL].numpy())
+        if self._numpy is not None:
+            return self._numpy(batch)
+        return graph_transform(self._graph, self._spec, batch)
 
 
 def _head(batch: SampleBatch, samples: int) -> SampleBatch:

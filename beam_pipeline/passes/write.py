@@ -81,7 +81,7 @@ class WriteShardFn(beam.DoFn):
     def process(self, shard: ShardTask, transform_dir: str):
         progress.TRACKER.begin("write")
         if self._transform is None:
-            self._transform = transform.BatchTransform(transform_dir, self._output_dir, self._spec)
+            self._transform = transform.BatchTransform.load(transform_dir, self._output_dir, self._spec)
         bounds = self._spec.bucket_bounds
         names = [shard.file_name(self._compression, bound if self._spec.length_buckets else None) for bound in bounds]
         files, pool = [], Pool(self._chunk_bytes)
