@@ -26,6 +26,7 @@ from beam_pipeline.passes import tfrecord, transform
 from beam_pipeline.planning import length_buckets
 from beam_pipeline.planning.plan import ShardTask
 from beam_pipeline.reading import layouts, reader
+from beam_pipeline.reading.decoded_cache import DecodedCache
 from beam_pipeline.reading.samples import Pool, SampleBatch, concat_batches
 from beam_pipeline.statistics import feature_stats
 from cli_support import failures
@@ -42,8 +43,9 @@ class WriteShardFn(beam.DoFn):
     """
 
     def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
-                 chunk_bytes: int, compression: str):
+                 chunk_bytes: int, compression: str, decoded_cache: str | None = None):
         self._output_dir = output_dir
+        self._cache = DecodedCache(decoded_cache, store=False) if decoded_cache else None
         self._spec = spec
         self._opts = opts
         self._chunk_bytes = chunk_bytes
@@ -91,7 +93,7 @@ class WriteShardFn(beam.DoFn):
         with contextlib.ExitStack() as stack:
             sinks = [stack.enter_context(_ShardFile(self._output_dir, name, self._compression)) for name in names]
             for task in shard.tasks:
-                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
+                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes, cache=self._cache)
                 progress.count_input("write", read)
                 done = _FileProgress(read)
                 files.append(done)
