@@ -8,8 +8,10 @@ What a competent user writes instead of Beam + tf.Transform, doing the same job:
   pass 2: np.load each file again; normalize in float64 exactly as the transform graph does
           ((x - mean) / std, a constant channel becomes 0), cast to float32, zero-pad every
           sample to the longest length, and write tf.train.Examples (`x` float32
-          [max_length, F], `length` int64, `label` int64) whose bytes are built directly by
-          `beam_pipeline.passes.tfrecord` (no protobuf API), spread over shards of equal record counts.
+          [max_length, F], `length` int64, `label` int64) whose bytes are built record by
+          record in Python (no protobuf API), spread over shards of equal record counts. The
+          encoder is the per-record one our pipeline used until it framed whole batches in
+          NumPy, kept here unchanged so the yardstick does not move between rounds.
 
 Output: OUTPUT_DIR/data/train-SSSSS-of-NNNNN.tfrecord, parsable with the transformed feature
 spec of our pipeline, and OUTPUT_DIR/stats.json (examples, max_length, count, mean, std).
