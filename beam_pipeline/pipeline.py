@@ -7,8 +7,10 @@ complete output.
 
 Each pass reads the input files itself instead of sharing one PCollection: a shared
 PCollection would have to be materialized whole between the analyze and transform stages
-(the in-process runner held 11.5 GB for 1 GB of input that way). Decompressing twice is
-cheaper than holding the dataset in memory, and memory stays flat as data grows.
+(the in-process runner held 11.5 GB for 1 GB of input that way). Reading twice is cheaper
+than holding the dataset in memory, and memory stays flat as data grows; where both passes
+run on one machine, the write pass reads the analyze pass's decoded values back from local
+files (reading/decoded_cache.py) instead of decompressing again.
 """
 
 from __future__ import annotations
