@@ -351,11 +351,34 @@ def _decoded_cache(args: argparse.Namespace, beam_args: list[str]):
     if args.no_decoded_cache or not _in_process(beam_args):
         yield None
         return
-    directory = tempfile.mkdtemp(prefix="npy-tft-decoded-")
+    _remove_stale_caches(tempfile.gettempdir())
+    directory = tempfile.mkdtemp(prefix=f"{_CACHE_PREFIX}{os.getpid()}-")
     try:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+_CACHE_PREFIX = "npy-tft-decoded-"
+
+
+def _remove_stale_caches(parent: str) -> None:
+    """Removes the cache directories of runs that were killed (their process is gone): a
+    killed process cannot remove its own."""
+    for name in os.listdir(parent):
+        pid = name[len(_CACHE_PREFIX):].split("-")[0]
+        if name.startswith(_CACHE_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)   # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # it exists, under another user
+        return True
+    return True
 
 
 def _build_and_run(config, args: argparse.Namespace, beam_args: list[str], work: plan.Plan, run_info: RunInfo,

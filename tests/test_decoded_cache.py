@@ -3,6 +3,7 @@ its entry; a miss, a cut entry or a short disk only cost decoding again."""
 
 import io
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -88,3 +89,21 @@ def test_the_cli_keeps_a_cache_only_for_in_process_runs_and_removes_it(flags, ke
             assert os.path.isdir(directory)
             open(os.path.join(directory, "entry"), "wb").close()
     assert directory is None or not os.path.exists(directory)
+
+
+def test_caches_of_killed_runs_are_removed_and_live_ones_kept(tmp_path):
+    from beam_pipeline import cli
+
+    gone = _finished_pid()
+    stale, live = tmp_path / f"npy-tft-decoded-{gone}-abc", tmp_path / f"npy-tft-decoded-{os.getpid()}-def"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "entry").write_bytes(b"x")
+    cli._remove_stale_caches(str(tmp_path))
+    assert not stale.exists() and live.exists()
+
+
+def _finished_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
