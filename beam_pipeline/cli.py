@@ -18,7 +18,9 @@ import dataclasses
 import gc
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -99,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="files with more samples are read as several sample ranges, in parallel")
     perf.add_argument("--batch_mb", type=float, default=8.0,
                       help="MB of raw values per batch handed to tf.Transform and the transform graph")
+    perf.add_argument("--no_decoded_cache", action="store_true",
+                      help="on the in-process runner, inflate the training files again in the write pass instead "
+                           "of keeping their decoded values in a temporary local directory between the passes "
+                           "(needs free disk space about the size of the raw training values)")
     return p
 
 
@@ -330,12 +336,59 @@ def _run_job(args: argparse.Namespace, beam_args: list[str], spec: features.Data
     Raises:
       RunFailedError: the job did not finish.
     """
+    from beam_pipeline import pipeline
+
+    with _decoded_cache(args, beam_args) as cache:
+        config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression,
+                                    cache)
+        return _build_and_run(config, args, beam_args, work, run_info, clock)
+
+
+@contextlib.contextmanager
+def _decoded_cache(args: argparse.Namespace, beam_args: list[str]):
+    """A temporary local directory for the decoded training values (reading/decoded_cache.py),
+    removed when the job ends; None where workers may be on other machines, or if turned off."""
+    if args.no_decoded_cache or not _in_process(beam_args):
+        yield None
+        return
+    _remove_stale_caches(tempfile.gettempdir())
+    directory = tempfile.mkdtemp(prefix=f"{_CACHE_PREFIX}{os.getpid()}-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+_CACHE_PREFIX = "npy-tft-decoded-"
+
+
+def _remove_stale_caches(parent: str) -> None:
+    """Removes the cache directories of runs that were killed (their process is gone): a
+    killed process cannot remove its own."""
+    for name in os.listdir(parent):
+        pid = name[len(_CACHE_PREFIX):].split("-")[0]
+        if name.startswith(_CACHE_PREFIX) and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)   # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # it exists, under another user
+        return True
+    return True
+
+
+def _build_and_run(config, args: argparse.Namespace, beam_args: list[str], work: plan.Plan, run_info: RunInfo,
+                   clock: RunClock) -> bool:
+    """_run_job's job, given its config (a pipeline.RunConfig)."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
     from beam_pipeline import pipeline, progress
 
-    config = pipeline.RunConfig(args.output_dir, spec, _read_options(args), _chunk_bytes(args), args.compression)
     p = _new_pipeline(beam_args)
     pipeline.build_pipeline(p, config, work, run_info, clock)
     # TensorFlow, Beam and the built job leave millions of long-lived objects that Python's

@@ -7,8 +7,10 @@ complete output.
 
 Each pass reads the input files itself instead of sharing one PCollection: a shared
 PCollection would have to be materialized whole between the analyze and transform stages
-(the in-process runner held 11.5 GB for 1 GB of input that way). Decompressing twice is
-cheaper than holding the dataset in memory, and memory stays flat as data grows.
+(the in-process runner held 11.5 GB for 1 GB of input that way). Reading twice is cheaper
+than holding the dataset in memory, and memory stays flat as data grows; where both passes
+run on one machine, the write pass reads the analyze pass's decoded values back from local
+files (reading/decoded_cache.py) instead of decompressing again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from beam_pipeline.passes import write
 from beam_pipeline.passes.analyze import AnalyzeSamples
 from beam_pipeline.planning import plan
 from beam_pipeline.reading import layouts, reader, samples
+from beam_pipeline.reading.decoded_cache import DecodedCache
 from transforms import outputs
 from transforms.features import DatasetSpec
 
@@ -39,14 +42,16 @@ class RunConfig:
     read_options: layouts.ReadOptions
     chunk_bytes: int
     compression: str
+    decoded_cache: str | None = None   # a local directory shared by all workers (decoded_cache.py)
 
 
 def _read_group(group: plan.ReadGroup, c: RunConfig):
     """The valid samples of a group of file tasks, in batches of about chunk_bytes."""
     pool = samples.Pool(c.chunk_bytes)
+    cache = DecodedCache(c.decoded_cache, store=True) if c.decoded_cache else None
     progress.TRACKER.begin("analyze")
     for task in group:
-        read = reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False)
+        read = reader.read_task(task, c.read_options, c.spec, c.chunk_bytes, digest=False, cache=cache)
         progress.count_input("analyze", read)
         for batch in read.batches:
             full = pool.add(batch, batch.values.nbytes)
@@ -126,7 +131,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, work: plan.Plan, run: fi
                  | "DistributeShards" >> beam.Reshuffle()
                  | "TransformAndWrite" >> beam.ParDo(
                      write.WriteShardFn(out, config.spec, config.read_options, config.chunk_bytes,
-                                        config.compression),
+                                        config.compression, config.decoded_cache),
                      beam.pvalue.AsSingleton(transform_dir)))
     # One element, processed once the side input (every shard committed) is complete.
     _ = (p

@@ -8,8 +8,10 @@ What a competent user writes instead of Beam + tf.Transform, doing the same job:
   pass 2: np.load each file again; normalize in float64 exactly as the transform graph does
           ((x - mean) / std, a constant channel becomes 0), cast to float32, zero-pad every
           sample to the longest length, and write tf.train.Examples (`x` float32
-          [max_length, F], `length` int64, `label` int64) whose bytes are built directly by
-          `beam_pipeline.passes.tfrecord` (no protobuf API), spread over shards of equal record counts.
+          [max_length, F], `length` int64, `label` int64) whose bytes are built record by
+          record in Python (no protobuf API), spread over shards of equal record counts. The
+          encoder is the per-record one our pipeline used until it framed whole batches in
+          NumPy, kept here unchanged so the yardstick does not move between rounds.
 
 Output: OUTPUT_DIR/data/train-SSSSS-of-NNNNN.tfrecord, parsable with the transformed feature
 spec of our pipeline, and OUTPUT_DIR/stats.json (examples, max_length, count, mean, std).
@@ -21,16 +23,89 @@ loads no TensorFlow and starts no other process.
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import json
 import os
+import struct
 import sys
 import time
+from collections.abc import Iterable
 
+import google_crc32c
 import numpy as np
 
-from beam_pipeline.passes.tfrecord import ExampleEncoder, frame_records
+from beam_pipeline.passes.tfrecord import len_field, varint
 from transforms import features
+
+_CRC_MASK_DELTA = 0xA282EAD8
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _int64_entry(key: bytes, value: int) -> bytes:
+    # Features.feature map entry {key, Feature{int64_list: Int64List{value: [value]}}}
+    feature = len_field(3 << 3 | 2, len_field(1 << 3 | 2, varint(value)))
+    return len_field(1 << 3 | 2, len_field(1 << 3 | 2, key) + len_field(2 << 3 | 2, feature))
+
+
+class ExampleEncoder:
+    """Encodes (float tensor, int64 scalars) rows as serialized tf.train.Examples, record by record."""
+
+    def __init__(self, float_key: str, int_keys: Iterable[str]):
+        self._float_key = float_key.encode()
+        self._int_keys = [k.encode() for k in int_keys]
+        self._order = sorted([self._float_key, *self._int_keys])
+        self._heads: dict[int, bytes] = {}
+
+    def _float_head(self, width: int) -> bytes:
+        """The map entry's bytes before a row's float32 payload (the same for every row)."""
+        if width not in self._heads:
+            payload_len = 4 * width
+            float_list_head = varint(1 << 3 | 2) + varint(payload_len)
+            feature_len = len(float_list_head) + payload_len
+            feature_head = varint(2 << 3 | 2) + varint(feature_len)   # Feature.float_list
+            key_part = len_field(1 << 3 | 2, self._float_key)
+            value_len = len(feature_head) + feature_len
+            entry_len = len(key_part) + len(varint(2 << 3 | 2)) + len(varint(value_len)) + value_len
+            head = (varint(1 << 3 | 2) + varint(entry_len) + key_part
+                    + varint(2 << 3 | 2) + varint(value_len) + feature_head + float_list_head)
+            self._heads[width] = head
+        return self._heads[width]
+
+    def encode(self, floats: np.ndarray, ints: dict[str, np.ndarray]) -> list[bytes]:
+        """One serialized Example per row of floats [batch, ...] and ints (name -> [batch] int64)."""
+        batch = len(floats)
+        rows = np.ascontiguousarray(floats, dtype="<f4").reshape(batch, -1)
+        head = self._float_head(rows.shape[1])
+        row_bytes = rows.shape[1] * 4
+        payload = memoryview(rows).cast("B")
+        columns = [(k.encode(), np.asarray(v).tolist()) for k, v in ints.items()]
+        position = {key: i for i, key in enumerate(self._order)}
+        float_at = position[self._float_key]
+        ordered = sorted(columns, key=lambda c: position[c[0]])
+        prefix = varint(1 << 3 | 2)
+        out = []
+        for i in range(batch):
+            # Length/label entries repeat a lot: cached, so a record costs one join.
+            parts = [_int64_entry(key, values[i]) for key, values in ordered]
+            parts[float_at:float_at] = [head, payload[i * row_bytes:(i + 1) * row_bytes]]
+            features = b"".join(parts)
+            out.append(prefix + varint(len(features)) + features)
+        return out
+
+
+def _masked_crc(data: bytes) -> bytes:
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF)
+
+
+def frame_records(records: Iterable[bytes]) -> bytes:
+    """TFRecord framing: length, masked CRC32C of the length, data, masked CRC32C of the data."""
+    parts = []
+    for record in records:
+        length = struct.pack("<Q", len(record))
+        parts += [length, _masked_crc(length), record, _masked_crc(record)]
+    return b"".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -131,3 +131,38 @@ def test_inflate_stream_drains_output_held_after_all_input_is_consumed():
     compressed = packer.compress(data) + packer.flush()
     stream = npy_io._InflateStream(memoryview(compressed), zlib.crc32(data), len(data))
     assert stream.read(6) + stream.read(len(data)) == data
+
+
+def _deflated(data: bytes) -> memoryview:
+    packer = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return memoryview(packer.compress(data) + packer.flush())
+
+
+@pytest.mark.parametrize("first", [0, 1, 128, 70000])
+def test_read_rest_inflates_what_the_stream_has_not_returned_yet(first):
+    data = np.random.default_rng(3).normal(size=20000).tobytes()
+    stream = npy_io._InflateStream(_deflated(data), zlib.crc32(data), len(data))
+    head = stream.read(first)
+    assert stream.remaining == len(data) - first
+    assert head + bytes(stream.read_rest()) == data
+    assert stream.read(1) == b""
+
+
+@pytest.mark.parametrize("change", ["crc", "size", "cut"])
+def test_read_rest_refuses_a_member_that_does_not_match_its_header(change):
+    data = np.random.default_rng(4).normal(size=5000).tobytes()
+    compressed = _deflated(data)
+    crc, size = zlib.crc32(data), len(data)
+    if change == "crc":
+        crc ^= 1
+    elif change == "size":
+        size -= 8
+    else:
+        compressed = compressed[: len(compressed) // 2]
+    with pytest.raises((zipfile.BadZipFile, npy_io.deflate.DeflateError)):
+        npy_io._InflateStream(compressed, crc, size).read_rest()
+
+
+def test_read_rest_refuses_a_size_no_deflate_stream_reaches_before_allocating():
+    with pytest.raises(zipfile.BadZipFile, match="larger than its compressed data"):
+        npy_io._InflateStream(_deflated(b"\0" * 100), 0, 10 ** 12).read_rest()

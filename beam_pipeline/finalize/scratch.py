@@ -24,6 +24,8 @@ from cli_support import failures
 from transforms.outputs import WORK_DIR
 
 _STEPS = "steps"
+# The analyze pass's step: the training statistics (a ValueStats record).
+STATISTICS_STEP = "statistics"
 _RECORDS = ".jsonl"
 _STATS = ".stats"
 
@@ -59,13 +61,20 @@ def _matches(output_dir: str, suffix: str) -> list[str]:
     return sorted(m.path for m in result.metadata_list)
 
 
+def _read_records(path: str) -> list[Any]:
+    with FileSystems.open(path) as f:
+        return [records.decode(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
+
+
 def read_records(output_dir: str) -> list[Any]:
     """Every record the steps wrote."""
-    found = []
-    for path in _matches(output_dir, _RECORDS):
-        with FileSystems.open(path) as f:
-            found += [records.decode(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
-    return found
+    return [record for path in _matches(output_dir, _RECORDS) for record in _read_records(path)]
+
+
+def read_step(output_dir: str, name: str) -> list[Any]:
+    """The records step `name` wrote (none if it wrote no file)."""
+    path = _step_path(output_dir, name, _RECORDS)
+    return _read_records(path) if FileSystems.exists(path) else []
 
 
 def read_partial_stats(output_dir: str) -> Iterator[tuple[str, Any]]:

@@ -197,7 +197,7 @@ class _AnalyzerOutputs(beam.DoFn):
 
     def process(self, summary: tuple[Moments, _Summary]):
         m, s = summary
-        scratch.write_step(self._output_dir, "statistics", [_value_stats(summary, self._spec)],
+        scratch.write_step(self._output_dir, scratch.STATISTICS_STEP, [_value_stats(summary, self._spec)],
                            partial_stats=(outputs.TRAIN, s.stats))
         int_labels = [k for k in s.labels if not isinstance(k, bytes)]
         for name, value in zip(_OUTPUTS, (m.mean, m.variance, m.min, m.max, np.int64(max(int_labels, default=-1)))):

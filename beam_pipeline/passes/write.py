@@ -1,4 +1,4 @@
-"""The transform pass: read a shard's files, apply the transform graph, write one shard.
+"""The transform pass: read a shard's files, transform them (transform.py), write one shard.
 
 Shards are planned from file sizes before the pipeline starts and each shard is written by
 one DoFn call, so no step groups the examples themselves (a fixed-count WriteToTFRecord
@@ -12,9 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import threading
 import uuid
-from collections.abc import Callable
 
 import apache_beam as beam
 import numpy as np
@@ -24,51 +22,20 @@ from apache_beam.io.filesystems import FileSystems
 from beam_pipeline import errors, progress
 from beam_pipeline.finalize import scratch
 from beam_pipeline.finalize.records import FileReport, QuarantineRecord, ShardReport
-from beam_pipeline.passes import tfrecord
+from beam_pipeline.passes import tfrecord, transform
 from beam_pipeline.planning import length_buckets
 from beam_pipeline.planning.plan import ShardTask
 from beam_pipeline.reading import layouts, reader
+from beam_pipeline.reading.decoded_cache import DecodedCache
 from beam_pipeline.reading.samples import Pool, SampleBatch, concat_batches
 from beam_pipeline.statistics import feature_stats
 from cli_support import failures
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 
-# Loading and tracing the transform graph takes seconds: once per worker process, shared by
-# every WriteShardFn instance (a memo, not state: each entry is a pure function of its key).
-_TRANSFORMS: dict[tuple[str, DatasetSpec], Callable] = {}
-_TRANSFORMS_LOCK = threading.Lock()
-
-
-def load_transform(transform_dir: str, spec: DatasetSpec) -> Callable:
-    """The saved transform graph as a function of (flat values, row splits, lengths, labels)."""
-    with _TRANSFORMS_LOCK:
-        if (transform_dir, spec) not in _TRANSFORMS:
-            _TRANSFORMS[(transform_dir, spec)] = _trace_transform(transform_dir, spec)
-        return _TRANSFORMS[(transform_dir, spec)]
-
-
-def _trace_transform(transform_dir: str, spec: DatasetSpec) -> Callable:
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    layer = tft.TFTransformOutput(transform_dir).transform_features_layer()
-
-    @tf.function(autograph=False, input_signature=[
-        tf.TensorSpec([None], tf.as_dtype(spec.raw_x_dtype)),   # all values, flattened
-        tf.TensorSpec([None], tf.int64),                        # row splits of the values
-        tf.TensorSpec([None], tf.int64),                        # lengths
-        tf.TensorSpec([None], tf.as_dtype(spec.raw_label_dtype)),
-    ])
-    def transform(values, row_splits, lengths, labels):
-        x = tf.RaggedTensor.from_row_splits(values, row_splits, validate=False)
-        return layer({features.X: x, features.LENGTH: lengths, features.LABEL: labels})
-
-    return transform
-
 
 class WriteShardFn(beam.DoFn):
-    """Reads a shard's files, transforms them with the saved graph and writes the shard.
+    """Reads a shard's files, transforms them (as the saved graph does) and writes the shard.
 
     Writes the shard, then its reports (the shard's, one per file task, one per refused file
     or sample) and the statistics of its raw samples (feature_stats.py) for the finalize step
@@ -76,44 +43,34 @@ class WriteShardFn(beam.DoFn):
     """
 
     def __init__(self, output_dir: str, spec: DatasetSpec, opts: layouts.ReadOptions,
-                 chunk_bytes: int, compression: str):
+                 chunk_bytes: int, compression: str, decoded_cache: str | None = None):
         self._output_dir = output_dir
+        self._cache = DecodedCache(decoded_cache, store=False) if decoded_cache else None
         self._spec = spec
         self._opts = opts
         self._chunk_bytes = chunk_bytes
         self._compression = compression
         self._transform = None
-        self._encoder = tfrecord.ExampleEncoder(features.X, [features.LENGTH, features.LABEL])
+        self._framer = tfrecord.ExampleFramer(features.X, [features.LENGTH, features.LABEL])
         self._written = beam.metrics.Metrics.counter("write", "examples_written")
         self._refused = beam.metrics.Metrics.counter("write", "examples_quarantined")
 
-    def _transform_batch(self, batch: SampleBatch) -> dict[str, np.ndarray]:
-        row_splits = batch.value_splits(self._spec.step_size)
-        labels = batch.labels.tolist() if self._spec.label_kind == "string" else batch.labels
-        out = self._transform(batch.values.reshape(-1).astype(self._spec.raw_x_dtype, copy=False),
-                              row_splits, batch.lengths, labels)
-        return {k: v.numpy() for k, v in out.items()}
-
     def _write_batches(self, pending: list[tuple[_FileProgress, SampleBatch]], sinks: list[_ShardFile]) -> None:
-        """Transforms buffered batches in one graph call, writes each record to its length
+        """Transforms buffered batches in one call, writes each record to its length
         bucket's file, and credits each input file with what it wrote or lost."""
-        merged = concat_batches([batch for _, batch in pending])
-        out = self._transform_batch(merged)
-        known = out[features.LABEL] != features.UNKNOWN_LABEL_ID
-        if not known.all():   # indexing copies the whole padded batch: only when needed
-            out = {k: v[known] for k, v in out.items()}
+        out = self._transform(concat_batches([batch for _, batch in pending]))
+        known = out.labels != features.UNKNOWN_LABEL_ID
+        if not known.all():   # selecting copies the batch's values: only when needed
+            out = out.select(known)
         bounds = self._spec.bucket_bounds
-        bucket = length_buckets.assign(out[features.LENGTH], bounds)
+        bucket = length_buckets.assign(out.lengths, bounds)
         for b, sink in enumerate(sinks):
-            # x is padded to max_length by the graph; a bucket keeps its first `bound` steps
-            # (zeros after each sample's length, as the graph padded them).
-            rows = slice(None) if len(sinks) == 1 else bucket == b
-            if len(sinks) > 1 and not rows.any():
-                continue
-            x = out[features.X][rows, :bounds[b]]
-            sink.write(self._encoder.encode(x, {features.LENGTH: out[features.LENGTH][rows],
-                                                features.LABEL: out[features.LABEL][rows]}),
-                       out[features.LENGTH][rows])
+            # Each record is stored padded with zeros to its bucket's bound.
+            part = out if len(sinks) == 1 else out.select(bucket == b)
+            if len(part):
+                sink.write(self._framer.frame(part.values, part.lengths, bounds[b],
+                                              {features.LENGTH: part.lengths, features.LABEL: part.labels}),
+                           part.lengths)
         first = 0
         for done, batch in pending:
             part = known[first:first + len(batch)]
@@ -126,7 +83,7 @@ class WriteShardFn(beam.DoFn):
     def process(self, shard: ShardTask, transform_dir: str):
         progress.TRACKER.begin("write")
         if self._transform is None:
-            self._transform = load_transform(transform_dir, self._spec)
+            self._transform = transform.BatchTransform.load(transform_dir, self._output_dir, self._spec)
         bounds = self._spec.bucket_bounds
         names = [shard.file_name(self._compression, bound if self._spec.length_buckets else None) for bound in bounds]
         files, pool = [], Pool(self._chunk_bytes)
@@ -136,7 +93,7 @@ class WriteShardFn(beam.DoFn):
         with contextlib.ExitStack() as stack:
             sinks = [stack.enter_context(_ShardFile(self._output_dir, name, self._compression)) for name in names]
             for task in shard.tasks:
-                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes)
+                read = reader.read_task(task, self._opts, self._spec, self._chunk_bytes, cache=self._cache)
                 progress.count_input("write", read)
                 done = _FileProgress(read)
                 files.append(done)
@@ -193,12 +150,12 @@ class _ShardFile:
         self._sink = FileSystems.create(self._temp, compression_type=self._compression)
         return self
 
-    def write(self, records: list[bytes], lengths: np.ndarray) -> None:
-        data = tfrecord.frame_records(records)
+    def write(self, frames: np.ndarray, lengths: np.ndarray) -> None:
+        """Appends framed records (ExampleFramer.frame) whose `length` features are `lengths`."""
         with failures.writing(self._final, "--output_dir", lambda: self._bytes):
-            self._sink.write(data)
-        self._bytes += len(data)
-        self.examples += len(records)
+            self._sink.write(frames)
+        self._bytes += frames.nbytes
+        self.examples += len(lengths)
         self.lengths.update(lengths.tolist())
 
     def __exit__(self, kind, value, traceback) -> None:

@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from typing import BinaryIO
 
+import deflate
 import numpy as np
 
 try:  # ISA-L inflates ~1.6x faster than zlib, and decompression bounds the whole job
@@ -32,8 +33,10 @@ _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_HEADER_BYTES = 10_000
 _READ_PIECE = 16 << 20
-_STREAM_ERRORS = (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, _zlib.error, EOFError, OSError)
+_STREAM_ERRORS = (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, _zlib.error, deflate.DeflateError, EOFError,
+                  OSError)
 _INFLATE_PIECE = 4 << 20
+_DEFLATE_MAX_RATIO = 1032   # deflate's largest possible expansion (258-byte matches in ~2 bits)
 _LOCAL_HEADER = struct.Struct("<4s22xHH")   # signature ... file name length, extra field length
 
 
@@ -67,6 +70,25 @@ class _InflateStream:
                 raise zipfile.BadZipFile("Bad CRC-32 or size for the member")
         elif self._produced > self._size:
             raise zipfile.BadZipFile("member larger than its header says")
+
+    @property
+    def remaining(self) -> int:
+        """Bytes of the member not read yet."""
+        return self._size - (self._produced - len(self._buffer))
+
+    def read_rest(self) -> memoryview:
+        """The member's bytes not read yet, inflated in one call with libdeflate (on .npz
+        float data ~2.1 CPU s per GB against ~2.9 for ISA-L streaming through buffers, and
+        no copies), size and CRC checked. The whole member is held: callers read it all."""
+        read = self._size - self.remaining
+        if self._size > _DEFLATE_MAX_RATIO * len(self._src) + (1 << 10):
+            # No deflate stream inflates that much: refused before the buffer is allocated.
+            raise zipfile.BadZipFile("member larger than its compressed data can hold")
+        whole = deflate.deflate_decompress(self._src, self._size)   # refuses more or less than _size
+        if len(whole) != self._size or deflate.crc32(whole) != self._crc:
+            raise zipfile.BadZipFile("Bad CRC-32 or size for the member")
+        self._buffer, self._produced, self._done = bytearray(), self._size, True
+        return memoryview(whole)[read:]
 
     def read(self, n: int = -1) -> bytes:
         want = self._size if n is None or n < 0 else n
@@ -155,6 +177,14 @@ class NpyArray:
             return np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order="F")[start:stop]
         row_shape = self.shape[1:]
         row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
+        if (start, stop) == (0, total_rows) and isinstance(self._stream, _InflateStream) \
+                and self._stream.remaining == self.nbytes:
+            # All of a deflated member whose size the checked header accounts for: one call.
+            try:
+                data = self._stream.read_rest()
+            except _STREAM_ERRORS as e:
+                raise errors.BadInputError(errors.CORRUPT, f"{self.where}: {e}") from None
+            return np.frombuffer(data, dtype=self.dtype).reshape((stop, *row_shape))
         _read_pieces(self._stream, start * row_bytes, self.where, keep=False)   # rows before `start`
         data = _read_exact(self._stream, (stop - start) * row_bytes, self.where)
         if stop == total_rows:

@@ -17,6 +17,7 @@ from beam_pipeline import errors
 from beam_pipeline.finalize.records import FileReport, QuarantineRecord
 from beam_pipeline.planning.plan import FileTask, input_bytes
 from beam_pipeline.reading import layouts, npy_io, samples
+from beam_pipeline.reading.decoded_cache import DecodedCache
 from transforms.features import DatasetSpec
 
 
@@ -113,7 +114,7 @@ def _open(task: FileTask, digest: bool) -> tuple[bytes, int, str | None]:
 
 
 def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chunk_bytes: int,
-              digest: bool = True) -> TaskRead:
+              digest: bool = True, cache: DecodedCache | None = None) -> TaskRead:
     """Reads, checks and batches a task's samples; never raises for bad input.
 
     Raises:
@@ -121,6 +122,7 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chun
 
     Args:
       digest: compute the file's sha256 (only the pass that reports files needs it).
+      cache: where the values may already be decoded, or may be kept for the next pass.
     """
     plan, size, sha256 = None, task.size, None
     try:
@@ -128,7 +130,7 @@ def read_task(task: FileTask, opts: layouts.ReadOptions, spec: DatasetSpec, chun
         source, size, sha256 = _open(task, digest)
         plan = plan_task(task, opts, source)
         samples.check_file_against_spec(plan, spec)
-        values = plan.read_values(task.sample_range)
+        values = cache.values(task, plan) if cache is not None else plan.read_values(task.sample_range)
         selection = samples.select_samples(task.path, plan, values, spec, opts.max_sample_bytes,
                                            chunk_bytes, task.sample_range)
     except errors.RunFailedError:

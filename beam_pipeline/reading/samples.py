@@ -67,7 +67,7 @@ def _segment_any(row_flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) ->
     return counts[ends] - counts[starts] > 0
 
 
-def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def gather_rows(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Rows [starts[i], starts[i] + lengths[i]) of every i, concatenated (one fancy index)."""
     total = int(lengths.sum())
     new_starts = np.cumsum(lengths) - lengths
@@ -133,7 +133,7 @@ def select_samples(path: str, plan: FilePlan, values: np.ndarray, spec: DatasetS
         # The common case: everything valid, take contiguous views instead of copies.
         kept_values = values
     else:
-        kept_values = _gather(values, offsets[:-1][keep], kept_lengths)
+        kept_values = gather_rows(values, offsets[:-1][keep], kept_lengths)
     batches = _cut_batches(SampleBatch(path, index[keep], kept_values, kept_lengths, labels[keep]),
                            row_bytes, chunk_bytes)
     return Selection(batches, refusals, truncated)
