@@ -1,7 +1,7 @@
 """Command line: run the workflow on this machine, or compile it for Vertex AI Pipelines / Kubeflow.
 
   python -m workflow run --input 'data/train-*.npz' --eval_input 'data/test-*.npz' \\
-      [--root workflow_runs] [--publish_dir published] [--epochs 10] [--min_accuracy 0.0] ...
+      [--root workflow_runs] [--publish_dir published] [--epochs N] [--min_accuracy 0.0] ...
   python -m workflow compile --image IMAGE [--output workflow.yaml]
 
 `run` executes the pipeline with kfp's local runner: each step in a subprocess of this
@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stable location of the published model (LATEST.json, current/, versions/)")
     run.add_argument("--no_cache", action="store_true", help="run every step, even those with a cached result")
     train = run.add_argument_group("training and validation")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch_size", type=int, default=128)
+    train.add_argument("--epochs", type=int, default=0, help="0: the trainer's default (fitted to the data)")
+    train.add_argument("--batch_size", type=int, default=0, help="0: the trainer's default (fitted to the data)")
     train.add_argument("--min_accuracy", type=float, default=0.0,
                        help="a model below this eval accuracy is not published")
     train.add_argument("--max_regression", type=float, default=0.0,

@@ -39,7 +39,7 @@ def build_pipeline(image: str = LOCAL_IMAGE, train_accelerator_type: str = "",
     # kfp reads parameter defaults from the signature; the lists are never mutated.
     @dsl.pipeline(name=PIPELINE_NAME, description="npy/npz files -> tf.Transform TFRecords -> model -> "
                                                   "validated, published SavedModel")
-    def workflow(input_globs: list, eval_globs: list, publish_dir: str, epochs: int = 10, batch_size: int = 128,
+    def workflow(input_globs: list, eval_globs: list, publish_dir: str, epochs: int = 0, batch_size: int = 0,
                  min_accuracy: float = 0.0, max_regression: float = 0.0, runner: str = "", project: str = "",
                  region: str = "", bucket: str = "", preprocess_args: list = [],  # noqa: B006
                  train_args: list = [], stat_cache: str = ""):  # noqa: B006

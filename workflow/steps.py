@@ -103,9 +103,10 @@ def copy_report(output_dir: str, path: str) -> None:
 
 def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_args: Sequence[str],
           key: str) -> dict[str, Any]:
-    """Trains into model_dir (a fresh directory per execution); returns its final metrics."""
-    run_cli("train", "trainer", ["--data_dir", data_dir, "--model_dir", model_dir, "--epochs", str(epochs),
-                        "--batch_size", str(batch_size), *extra_args])
+    """Trains into model_dir (a fresh directory per execution); returns its final metrics.
+    epochs and batch_size 0 leave them to the trainer, which fits them to the data."""
+    sizes = [a for flag, n in (("--epochs", epochs), ("--batch_size", batch_size)) if n for a in (flag, str(n))]
+    run_cli("train", "trainer", ["--data_dir", data_dir, "--model_dir", model_dir, *sizes, *extra_args])
     metrics = storage.read_json(storage.join(model_dir, model_outputs.METRICS_FILE))
     facts = {"key": key, "train": metrics["train"], "eval": metrics.get("eval")}
     report.record("train", output=model_dir, **facts)
