@@ -29,7 +29,7 @@ from beam_pipeline.reading import layouts, reader
 from beam_pipeline.reading.decoded_cache import DecodedCache
 from beam_pipeline.reading.samples import Pool, SampleBatch, concat_batches
 from beam_pipeline.statistics import feature_stats
-from cli_support import failures
+from cli_support import failures, paths
 from transforms import features, outputs
 from transforms.features import DatasetSpec
 
@@ -142,6 +142,7 @@ class _ShardFile:
         self._final = FileSystems.join(data_dir, name)
         self._temp = FileSystems.join(data_dir, f"{_TEMP_PREFIX}{uuid.uuid4().hex}-{name}")
         self._compression = CompressionTypes.GZIP if compression == "gzip" else CompressionTypes.UNCOMPRESSED
+        self._local = not paths.is_remote(output_dir)
         self.examples = 0
         self._bytes = 0
         self.lengths: collections.Counter = collections.Counter()
@@ -152,8 +153,11 @@ class _ShardFile:
 
     def write(self, frames: np.ndarray, lengths: np.ndarray) -> None:
         """Appends framed records (ExampleFramer.frame) whose `length` features are `lengths`."""
+        # A local file takes the array's buffer as it is; other filesystems' writers (TensorFlow's
+        # GFile behind gs:// or ram://, for one) take bytes only: one more copy for those.
+        data = frames if self._local else frames.tobytes()
         with failures.writing(self._final, "--output_dir", lambda: self._bytes):
-            self._sink.write(frames)
+            self._sink.write(data)
         self._bytes += frames.nbytes
         self.examples += len(lengths)
         self.lengths.update(lengths.tolist())
