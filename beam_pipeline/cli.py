@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "per_key: x_000000.. + y; per_file: one sample per file")
     lay.add_argument("--x_key", default="x", help="name of the sample array (prefix of per-key arrays)")
     lay.add_argument("--y_key", default="y", help="name of the label array")
+    lay.add_argument("--label_type", choices=tuple(features.LABEL_TYPES), default="classification",
+                     help="classification: class ids (ints or strings); regression: numeric targets, "
+                          "written as float32; none: unlabeled data (no label array; every record's "
+                          "label is a placeholder 0, which the trainer refuses to fit)")
+    lay.add_argument("--standardize_target", action="store_true",
+                     help="with --label_type regression: write (target - mean) / std with the training "
+                          "split's statistics (kept in the transform graph and the manifest; the trainer's "
+                          "serving signature returns the original units)")
     lay.add_argument("--lengths_key", default="lengths", help="name of the ragged layout's row lengths")
     labels = lay.add_mutually_exclusive_group()
     labels.add_argument("--labels_csv", metavar="PATH",
@@ -177,6 +185,8 @@ def check_args(args: argparse.Namespace, beam_args: list[str]) -> None:
 
     if args.num_shards < 0:
         raise UsageError("--num_shards must be >= 0")
+    if args.standardize_target and args.label_type != "regression":
+        raise UsageError("--standardize_target needs --label_type regression")
     if args.length_buckets not in ("off", "auto"):
         _bucket_values(args.length_buckets)
     runner = str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "")
@@ -250,7 +260,7 @@ def _remove_entries(output_dir: str) -> None:
 def _read_options(args: argparse.Namespace) -> layouts.ReadOptions:
     return layouts.ReadOptions(layout=args.layout, x_key=args.x_key, y_key=args.y_key,
                                lengths_key=args.lengths_key, max_sample_bytes=args.max_sample_bytes,
-                               max_file_bytes=args.max_file_bytes)
+                               max_file_bytes=args.max_file_bytes, label_type=args.label_type)
 
 
 def _chunk_bytes(args: argparse.Namespace) -> int:
@@ -267,6 +277,8 @@ def _plan(args: argparse.Namespace, matched: dict[str, list[plan.FileTask]]
     scans = {split: scan.scan_files(tasks, opts) for split, tasks in matched.items()}
     spec = scan.infer_spec(scans[outputs.TRAIN], scans.get(outputs.EVAL, []), max_length=args.max_length,
                            normalize=args.normalize, per_element=args.per_element)
+    if args.standardize_target:
+        spec = dataclasses.replace(spec, standardize_target=True)
     if args.length_buckets != "off":
         spec = dataclasses.replace(spec, length_buckets=_bucket_bounds(args.length_buckets, spec, scans[outputs.TRAIN]))
     logging.info("dataset spec: %s", spec)

@@ -43,7 +43,7 @@ def measure(bucketed: str, ragged_dir: str, epochs: int, batch: int, width: int)
     rate = data.measure_throughput(dataset(ragged_dir, "train", True, bounds, batch), 50, buckets=len(bounds))
     keras.utils.set_random_seed(0)
     net = model.build_model(info, width)
-    model.compile_classifier(net, TrainConfig("", "").learning_rate)   # as the trainer compiles it
+    model.compile_model(net, TrainConfig("", "").learning_rate)   # as the trainer compiles it
     timer = train.EpochTimer()
     hist = net.fit(dataset(ragged_dir, "train", True, bounds, batch), epochs=epochs, steps_per_epoch=train_n // batch,
                    validation_data=dataset(ragged_dir, "eval", False, bounds, batch), callbacks=[timer], verbose=0)

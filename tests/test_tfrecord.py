@@ -79,3 +79,21 @@ def test_frames_read_back_with_tfrecorddataset(tmp_path):
     parsed = [tf.io.parse_single_example(r, spec) for r in tf.data.TFRecordDataset(str(path))]
     assert [int(p["length"]) for p in parsed] == [1, 2, 3]
     np.testing.assert_array_equal(parsed[1]["x"].numpy(), [[2, 3], [4, 5], [0, 0]])
+
+
+def test_float_targets_equal_tensorflow_serialization(tmp_path):
+    lengths = np.array([2, 1, 3], np.int64)
+    values = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    targets = np.array([0.1, -3e38, 1e-42], np.float32)   # rounding, a large value, a subnormal
+    got = ExampleFramer("x", ["length", "label"], float_scalars=["label"]).frame(
+        values, lengths, 3, {"length": lengths, "label": targets})
+    path = str(tmp_path / "tf.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for row, length, target in zip(_padded(values, lengths, 3), lengths, targets):
+            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=row.reshape(-1))),
+                       "length": tf.train.Feature(int64_list=tf.train.Int64List(value=[length])),
+                       "label": tf.train.Feature(float_list=tf.train.FloatList(value=[target]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+                deterministic=True))
+    with open(path, "rb") as f:
+        assert got.tobytes() == f.read()

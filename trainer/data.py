@@ -141,7 +141,7 @@ class DataInfo:
       data_dir: the pipeline's output directory.
       manifest: manifest.json, typed.
       spec: the dataset spec the pipeline used (raw schema, shapes, normalization).
-      num_classes: number of class ids (labels are 0..num_classes-1).
+      num_classes: number of class ids (labels are 0..num_classes-1); 0 for regression.
       feature_spec: parse spec of the transformed records, as tf.Transform states it: x is
         [max_length, *trailing] (a bucket's records hold [L, *trailing]; see `bucket_spec`).
       splits: "train" and, if the run had an eval input, "eval".
@@ -155,6 +155,16 @@ class DataInfo:
     feature_spec: dict[str, tf.io.FixedLenFeature]
     splits: dict[str, Split]
     tft_output: tft.TFTransformOutput
+
+    @property
+    def task(self) -> str:
+        """"classification" (labels are class ids) or "regression" (float targets)."""
+        return self.manifest.label_type
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs of the model's head: one logit per class, or the one predicted target."""
+        return self.num_classes if self.task == "classification" else 1
 
     @property
     def x_shape(self) -> tuple[int, ...]:
@@ -220,6 +230,9 @@ def load(data_dir: str) -> DataInfo:
             manifest = loads(f.read())
         except ManifestVersionError as e:
             raise DataError(f"{data_dir}: {e}") from None
+    if manifest.label_type == "none":
+        raise DataError(f"{data_dir} holds unlabeled data (--label_type none): there is nothing to fit; "
+                        "preprocess with --label_type classification or regression to train")
     tft_output = tft.TFTransformOutput(data_dir)
     feature_spec = tft_output.transformed_feature_spec()
     for name, declared in manifest.features.items():
@@ -232,7 +245,7 @@ def load(data_dir: str) -> DataInfo:
               if name in (TRAIN, EVAL)}
     if TRAIN not in splits:
         raise DataError(f"{data_dir}: the manifest has no {TRAIN} split")
-    if manifest.num_classes < 2:
+    if manifest.label_type == "classification" and manifest.num_classes < 2:
         raise DataError(f"{data_dir}: {manifest.num_classes} class(es) in the training data; need 2 or more")
     return DataInfo(data_dir, manifest, spec, manifest.num_classes, feature_spec, splits, tft_output)
 

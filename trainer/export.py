@@ -1,4 +1,5 @@
-"""The serving SavedModel: raw tf.train.Examples in, class probabilities out, no train/serve skew.
+"""The serving SavedModel: raw tf.train.Examples in, class probabilities (or regression
+values, in the target's original units) out, no train/serve skew.
 
 The `serving_default` signature parses requests in the RAW schema (unnormalized, unpadded
 values flattened row-major, plus `length`, as the pipeline read them) and runs them through
@@ -53,7 +54,7 @@ class ServingModule(tf.Module):
     """The trained model behind the saved transform graph, with a raw-Example signature.
 
     Args:
-      model: the trained classifier ({"x", "length"} -> logits).
+      model: the trained model ({"x", "length"} -> logits, or the predicted target [B, 1]).
       info: the preprocessing run whose transform graph and raw schema serving uses.
     """
 
@@ -65,6 +66,7 @@ class ServingModule(tf.Module):
         vocabulary = info.manifest.label_vocabulary
         self.class_names = tf.constant(vocabulary, tf.string) if vocabulary else None
         raw_spec = serving_feature_spec(info)
+        head = _regression_head(info) if info.task == "regression" else self._classes
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def serve(examples: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -72,26 +74,42 @@ class ServingModule(tf.Module):
             transformed = self.tft_layer(raw)
             logits = self.model({features.X: transformed[features.X],
                                  features.LENGTH: transformed[features.LENGTH]}, training=False)
-            outputs = {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=-1)}
-            if self.class_names is not None:
-                outputs["class_name"] = tf.gather(self.class_names, outputs["class_id"])
-            return outputs
+            return head(logits)
 
         self.serve = serve
+
+    def _classes(self, logits: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=-1)}
+        if self.class_names is not None:
+            outputs["class_name"] = tf.gather(self.class_names, outputs["class_id"])
+        return outputs
+
+
+def _regression_head(info: DataInfo):
+    """The model's [B, 1] output as `value` [B] in the target's original units: the pipeline's
+    standardization (its training mean and std, from the manifest) undone inside the export."""
+    target = info.manifest.statistics.target
+    mean, std = (target.mean, target.std) if target is not None and target.standardized else (0.0, 1.0)
+
+    def head(predicted: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"value": predicted[:, 0] * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32)}
+
+    return head
 
 
 def export_serving(model: keras.Model, info: DataInfo, export_dir: str) -> str:
     """Writes the serving SavedModel, replacing an older export in `export_dir`.
 
     Args:
-      model: the trained classifier.
+      model: the trained model.
       info: the preprocessing run it was trained on.
       export_dir: where the SavedModel goes (e.g. model_dir/serving).
 
     Returns:
       export_dir. Its `serving_default` signature takes `examples` (a [N] string tensor of
       serialized raw tf.train.Examples) and returns `probabilities` [N, num_classes] float32,
-      `class_id` [N] int64 and, for string labels, `class_name` [N] string.
+      `class_id` [N] int64 and, for string labels, `class_name` [N] string; for regression,
+      `value` [N] float32 in the target's original units.
     """
     module = ServingModule(model, info)
     if tf.io.gfile.exists(export_dir):

@@ -1,4 +1,4 @@
-"""The default classifiers, built from the data's shapes (Keras 2 via tf_keras, as tf.Transform's layer needs).
+"""The default models, built from the data's shapes (Keras 2 via tf_keras, as tf.Transform's layer needs).
 
 Sequences: a small dilated 1-D CNN that re-zeroes padded steps after every convolution, then
 mean and max pooling over the valid steps only. A valid step's activations therefore depend
@@ -11,8 +11,9 @@ serving input padded to max_length alike.
 
 Images (fixed-shape data, never bucketed): a small 2-D CNN; `length` is always the full height there.
 
-Both take {"x": [B, T, *trailing] float32, "length": [B] int64} and return logits [B, num_classes],
-for any B including 0 (see NonEmpty).
+Both take {"x": [B, T, *trailing] float32, "length": [B] int64} and return logits [B, num_classes]
+(classification) or the predicted target [B, 1] (regression: the same network, one output),
+for any B including 0 (see NonEmpty). Only the loss and metrics differ (`compile_model`).
 """
 
 from __future__ import annotations
@@ -197,13 +198,18 @@ def learning_rate_schedule(peak: float, total_steps: int) -> keras.optimizers.sc
     return keras.optimizers.schedules.CosineDecay(peak, max(1, total_steps), alpha=0.01)
 
 
-def compile_classifier(net: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
-                       steps_per_execution: int = 1, jit_compile: bool = False) -> None:
-    """The training setup of every classifier here: Adam, sparse categorical cross-entropy on
-    logits, accuracy; the train step compiled with XLA when `jit_compile`."""
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+def compile_model(net: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+                  steps_per_execution: int = 1, jit_compile: bool = False, task: str = "classification") -> None:
+    """The training setup of every model here: Adam; for classification sparse categorical
+    cross-entropy on logits and accuracy, for regression mean squared error and mean absolute
+    error (in the records' units: standardized when the pipeline standardized the target);
+    the train step compiled with XLA when `jit_compile`."""
+    if task == "regression":
+        loss, metrics = keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics,
                 steps_per_execution=steps_per_execution, jit_compile=jit_compile)
 
 
@@ -235,14 +241,15 @@ def make_model(info: DataInfo, config: TrainConfig) -> keras.Model:
 
 
 def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
-    """Builds the default classifier for a preprocessing run's data.
+    """Builds the default model for a preprocessing run's data.
 
     Args:
-      info: the preprocessing run (shapes, number of classes, image or sequence).
+      info: the preprocessing run (shapes, task and number of classes, image or sequence).
       width: channels of the hidden layers.
 
     Returns:
-      An uncompiled Keras model from {"x", "length"} to logits [B, num_classes].
+      An uncompiled Keras model from {"x", "length"} to logits [B, num_classes], or to the
+      predicted target [B, 1] for regression.
     """
     # Sequences: any padded length (the time dimension is None); images: their fixed shape.
     x_shape = info.x_shape if info.is_image else (None, *info.x_shape[1:])
@@ -250,9 +257,9 @@ def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
               features.LENGTH: keras.Input(shape=(), dtype=tf.int64, name=features.LENGTH)}
     x, length = NonEmpty()([inputs[features.X], inputs[features.LENGTH]])
     if info.is_image:
-        logits = _image_model(x, info.x_shape, info.num_classes, width)
+        logits = _image_model(x, info.x_shape, info.num_outputs, width)
     else:
-        logits = _sequence_model(x, length, info.x_shape, info.num_classes, width)
+        logits = _sequence_model(x, length, info.x_shape, info.num_outputs, width)
     logits = FirstRows(name="logits")([logits, inputs[features.X]])
     # `length` is an input of the image model too, so every model takes the same features.
     return keras.Model(inputs, logits, name="image_cnn" if info.is_image else "masked_sequence_cnn")

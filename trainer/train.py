@@ -7,8 +7,8 @@ split), serving export, metrics.
   backup/       BackupAndRestore's state while a run is in progress; an interrupted run
                 started again with the same flags resumes after the last completed epoch
   serving/      the serving SavedModel (see trainer/export.py)
-  metrics.json  loss and accuracy of the exported weights on the train, validation and eval
-                splits, the plan (epochs, steps, batch), the best epoch, run facts
+  metrics.json  loss and accuracy (regression: mean squared error and MAE) of the exported weights
+                on the train, validation and eval splits, the plan (epochs, steps, batch), the best epoch, run facts
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 class BestWeights(keras.callbacks.Callback):
     """Model selection on the validation split: keeps the weights of the epoch with the best
-    validation accuracy (ties: the lower validation loss) and restores them when training ends.
+    validation accuracy (ties, and regression, which has no accuracy: the lower validation
+    loss) and restores them when training ends.
 
     The best weights live in memory: a resumed run selects among the epochs it ran itself.
     """
@@ -123,7 +124,7 @@ class BestWeights(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if "val_loss" not in logs:  # not a validated epoch (validation_freq)
             return
-        score = (logs["val_accuracy"], -logs["val_loss"])
+        score = (logs.get("val_accuracy", 0.0), -logs["val_loss"])
         if self.best is None or score > self.best:
             self.best, self.best_epoch, self._weights = score, epoch + 1, self.model.get_weights()
 
@@ -198,9 +199,9 @@ def _fit(run: Run, model_dir: str, extra_callbacks: Sequence[keras.callbacks.Cal
     val_ds, val_steps = run.evaluation(data.VALIDATION) if data.VALIDATION in run.info.splits else (None, None)
     with run.dist.scope():
         net = model.make_model(run.info, config)
-        model.compile_classifier(net, model.learning_rate_schedule(config.learning_rate,
-                                                                   plan_.epochs * plan_.steps_per_epoch),
-                                 config.steps_per_execution, jit_compile=config.jit_compile)
+        model.compile_model(net, model.learning_rate_schedule(config.learning_rate,
+                                                              plan_.epochs * plan_.steps_per_epoch),
+                            config.steps_per_execution, jit_compile=config.jit_compile, task=run.info.task)
     timer = EpochTimer()
     best = BestWeights() if val_ds is not None else None
     history = net.fit(run.training_data(), epochs=plan_.epochs, steps_per_epoch=plan_.steps_per_epoch,
@@ -281,6 +282,7 @@ def _run_facts(run: Run, history: keras.callbacks.History, best: BestWeights | N
         "num_replicas": run.dist.num_replicas_in_sync,
         "jit_compile": config.jit_compile,
         "mixed_precision": config.mixed_precision,
+        "task": run.info.task,
         "num_classes": run.info.num_classes,
         "data_dir": run.info.data_dir,
     }

@@ -1,7 +1,8 @@
 """The user's own model (--model MODULE:FUNCTION or --model path/to/file.py:FUNCTION).
 
 FUNCTION(info: trainer.data.DataInfo) -> an uncompiled Keras model (tf_keras, Keras 2) from
-{"x": [B, T, *trailing] float32, "length": [B] int64} to logits [B, num_classes]. Everything
+{"x": [B, T, *trailing] float32, "length": [B] int64} to logits [B, num_classes] (regression,
+`info.task == "regression"`: the predicted target [B, 1]). Everything
 else stays the trainer's: input pipeline, strategy (the function runs under its scope),
 compilation, checkpoints, resumption, metrics and the serving export. `info` has the shapes
 (`info.x_shape`, `info.is_image`), `info.num_classes` and the manifest. Example: docs/example_model.py.

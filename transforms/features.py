@@ -21,7 +21,10 @@ LENGTH = "length"
 LABEL = "label"
 
 NORMALIZE_MODES = ("zscore", "minmax", "none")
-LABEL_KINDS = ("int", "string")
+LABEL_KINDS = ("int", "string", "float", "none")
+# The CLI's --label_type, and the label kinds each allows: class ids (ints or strings),
+# regression targets (floats), or unlabeled data (a placeholder 0 in every record).
+LABEL_TYPES = {"classification": ("int", "string"), "regression": ("float",), "none": ("none",)}
 # Vocabulary file name of string labels, saved with the transform graph.
 LABEL_VOCABULARY = "label"
 # Label id given to a label the training vocabulary does not know (the pipeline quarantines it).
@@ -53,6 +56,13 @@ class Feature:
         return {"dtype": self.dtype, "shape": list(self.shape), "description": self.description}
 
 
+_LABEL_FEATURES = {
+    "classification": Feature(LABEL, "int64", (), "class id"),
+    "regression": Feature(LABEL, "float32", (), "regression target, in its original units"),
+    "none": Feature(LABEL, "int64", (), "placeholder 0: the data is unlabeled"),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """What a dataset's samples look like, and how they are padded and normalized.
@@ -64,7 +74,8 @@ class DatasetSpec:
       trailing_shape: dimensions after the time axis, equal across the dataset.
       source_dtype: NumPy dtype name of the input arrays (e.g. "float32", "uint8").
       max_length: T after padding; longer samples are truncated.
-      label_kind: "int" (ids used as they are) or "string" (mapped through a vocabulary).
+      label_kind: "int" (ids used as they are), "string" (mapped through a vocabulary),
+        "float" (regression targets, float32 as they are) or "none" (unlabeled: `label` is 0).
       normalize: "zscore", "minmax" or "none".
       per_element: statistics per element of [T, *trailing] instead of per channel of the
         last axis (only for fixed-shape data, where every sample has T == max_length).
@@ -80,12 +91,15 @@ class DatasetSpec:
     normalize: str = "zscore"
     per_element: bool = False
     length_buckets: tuple[int, ...] = ()
+    standardize_target: bool = False
 
     def __post_init__(self) -> None:
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
         if self.label_kind not in LABEL_KINDS:
             raise ValueError(f"label_kind must be one of {LABEL_KINDS}, got {self.label_kind!r}")
+        if self.standardize_target and self.label_kind != "float":
+            raise ValueError("standardize_target is for regression targets only")
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
         if self.length_buckets:
@@ -129,7 +143,12 @@ class DatasetSpec:
     @property
     def raw_label_dtype(self) -> str:
         """dtype name of the label in a raw Example ("string" or "int64")."""
-        return "string" if self.label_kind == "string" else "int64"
+        return {"string": "string", "float": "float32"}.get(self.label_kind, "int64")
+
+    @property
+    def label_type(self) -> str:
+        """The task the labels serve: "classification", "regression" or "none"."""
+        return next(t for t, kinds in LABEL_TYPES.items() if self.label_kind in kinds)
 
     @property
     def padded_shape(self) -> tuple[int, ...]:
@@ -156,7 +175,7 @@ class DatasetSpec:
             X: Feature(X, "float32", self.padded_shape,
                        f"normalized ({self.normalize}) values, zero-padded after `length` steps"),
             LENGTH: Feature(LENGTH, "int64", (), "valid time steps before padding"),
-            LABEL: Feature(LABEL, "int64", (), "class id"),
+            LABEL: _LABEL_FEATURES[self.label_type],
         }
 
     def to_json(self) -> dict[str, Any]:

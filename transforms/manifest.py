@@ -6,7 +6,8 @@ attributes, never string keys. No heavy imports: readers without Beam or TensorF
 
 Versions: 1 had no shard `length`, `length_buckets`, `padding`, `drift` nor `timings` (those
 load as None, and a shard without a length holds records padded to `max_length`); 2 added
-them. A manifest of a newer version than this code knows is refused with a clear error
+them; `label_type` and `statistics.target` came later in version 2 (absent: classification,
+no target). A manifest of a newer version than this code knows is refused with a clear error
 rather than half-read.
 """
 
@@ -81,10 +82,23 @@ class ValueStatistics:
 
 
 @dataclasses.dataclass(frozen=True)
+class TargetStatistics:
+    """The training split's regression targets, in their original units; with
+    `standardized`, the records hold (target - mean) / std (std 0: the records hold 0)."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    standardized: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Statistics:
     x: ValueStatistics
     train_label_counts: dict[str, int]
     train_longest_sample: int
+    target: TargetStatistics | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +208,8 @@ class Manifest:
     drift: DriftReport | None = None
     # Seconds per phase (None: not seen by the launcher, on runners whose workers are elsewhere).
     timings: dict[str, float | None] | None = None
+    # "classification", "regression" or "none" (unlabeled); see DatasetSpec.label_type.
+    label_type: str = "classification"
     format_version: int = FORMAT_VERSION
 
     def shard_length(self, shard: Shard) -> int:

@@ -34,9 +34,17 @@ TensorDict = dict[str, tf.Tensor | tf.SparseTensor]
 
 
 # What the statistics analyzer returns, in this order: float64 [K] each, then the largest
-# integer label (int64 scalar; -1 when labels are strings or the split is empty).
+# integer label (int64 scalar; -1 when labels are strings or the split is empty), then, for
+# regression targets only, their mean and variance (float64 scalars; 0 for an empty split).
 STATISTICS = ("mean", "var", "min", "max")
 _LARGEST_LABEL = "largest_label"
+TARGET_STATISTICS = ("target_mean", "target_var")
+
+
+def analyzer_outputs(spec: features.DatasetSpec) -> tuple[str, ...]:
+    """The names of the statistics analyzer's outputs for `spec`, in order."""
+    target = TARGET_STATISTICS if spec.label_type == "regression" else ()
+    return (*STATISTICS, _LARGEST_LABEL, *target)
 
 
 def _statistics(values: tf.Tensor, inputs: TensorDict, spec: features.DatasetSpec,
@@ -44,13 +52,14 @@ def _statistics(values: tf.Tensor, inputs: TensorDict, spec: features.DatasetSpe
     """Full-dataset statistics of [rows, K] values (per channel or per element), computed
     by the pipeline's `summarize` PTransform inside tf.Transform's analysis."""
     width = values.shape[-1]
+    targets = len(analyzer_outputs(spec)) - len(STATISTICS) - 1
     outputs = tft.experimental.ptransform_analyzer(
         inputs=[values, inputs[features.LENGTH], inputs[features.LABEL]],
         ptransform=summarize,
-        output_dtypes=[tf.float64] * len(STATISTICS) + [tf.int64],
-        output_shapes=[[width]] * len(STATISTICS) + [[]],
+        output_dtypes=[tf.float64] * len(STATISTICS) + [tf.int64] + [tf.float64] * targets,
+        output_shapes=[[width]] * len(STATISTICS) + [[]] + [[]] * targets,
         name="statistics")
-    return dict(zip((*STATISTICS, _LARGEST_LABEL), outputs))
+    return dict(zip(analyzer_outputs(spec), outputs))
 
 
 def _normalize(values: tf.Tensor, spec: features.DatasetSpec, stats: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -70,13 +79,26 @@ def _normalize(values: tf.Tensor, spec: features.DatasetSpec, stats: dict[str, t
     return (values - center) * inverse
 
 
+def _target(label: tf.Tensor, spec: features.DatasetSpec, stats: dict[str, tf.Tensor]) -> tf.Tensor:
+    """A regression target, standardized with the training statistics when asked (a
+    constant target, std 0, becomes 0 rather than NaN)."""
+    if not spec.standardize_target:
+        return label
+    std = tf.sqrt(tf.maximum(stats["target_var"], 0.0))
+    inverse = tf.where(std > 0, 1.0 / tf.where(std > 0, std, 1.0), 0.0)
+    return tf.cast((tf.cast(label, tf.float64) - stats["target_mean"]) * inverse, tf.float32)
+
+
 def _label_ids(label: tf.Tensor, spec: features.DatasetSpec, largest_label: tf.Tensor) -> tf.Tensor:
-    """Class ids: strings through a vocabulary of the training split; integers as they are.
+    """Class ids: strings through a vocabulary of the training split; integers as they are
+    (the unlabeled placeholder passes through as 0).
 
     Either way, a label the training split never had (a string outside the vocabulary, an
     integer above the largest training id) becomes UNKNOWN_LABEL_ID, which the pipeline
     quarantines: the model has no output for it.
     """
+    if spec.label_kind == "none":  # unlabeled: the reader's placeholder 0
+        return tf.zeros_like(label)
     if spec.label_kind == "string":
         return tft.compute_and_apply_vocabulary(
             label,
@@ -95,7 +117,8 @@ def make_preprocessing_fn(spec: features.DatasetSpec, summarize: Any) -> Callabl
       spec: the dataset's shapes, dtype, padding and normalization choices.
       summarize: a Beam PTransform from batches of (values [rows, K], lengths [n], labels [n])
         as NumPy arrays to one each of mean, var, min, max (float64 [K]) and the largest
-        integer label (int64); K is the number of channels, or of elements per sample with
+        integer label (int64), and for regression the targets' mean and variance (float64);
+        see `analyzer_outputs`. K is the number of channels, or of elements per sample with
         per-element statistics. See beam_pipeline/passes/analyze.py.
 
     Returns:
@@ -133,7 +156,8 @@ def make_preprocessing_fn(spec: features.DatasetSpec, summarize: Any) -> Callabl
         return {
             features.X: tf.reshape(normalized, [-1, *spec.padded_shape]),
             features.LENGTH: tf.cast(length, tf.int64),
-            features.LABEL: _label_ids(inputs[features.LABEL], spec, stats[_LARGEST_LABEL]),
+            features.LABEL: (_target(inputs[features.LABEL], spec, stats) if spec.label_kind == "float"
+                             else _label_ids(inputs[features.LABEL], spec, stats[_LARGEST_LABEL])),
         }
 
     return preprocessing_fn

@@ -27,6 +27,7 @@ from transforms.manifest import (
     Shard,
     SplitSummary,
     Statistics,
+    TargetStatistics,
     ValueStatistics,
 )
 
@@ -95,7 +96,11 @@ def _padding(spec: DatasetSpec, shards: list[ShardReport], splits: list[str]) ->
 def _statistics(spec: DatasetSpec, stats: ValueStats) -> Statistics:
     x = ValueStatistics(axis="element" if spec.per_element else "channel", normalize=spec.normalize,
                         mean=stats.mean, std=stats.std, min=stats.min, max=stats.max, count=stats.count)
-    return Statistics(x=x, train_label_counts=stats.labels, train_longest_sample=stats.longest)
+    target = None
+    if stats.target is not None:
+        mean, std, lo, hi = stats.target
+        target = TargetStatistics(mean=mean, std=std, min=lo, max=hi, standardized=spec.standardize_target)
+    return Statistics(x=x, train_label_counts=stats.labels, train_longest_sample=stats.longest, target=target)
 
 
 def build_manifest(spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: list[str], compression: str,
@@ -116,7 +121,9 @@ def build_manifest(spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: 
     inputs: dict[str, InputFile] = {}
     for r in sorted(files, key=lambda r: r.path):
         inputs.setdefault(r.path, InputFile(r.path, r.split, r.bytes, r.sha256))
-    if spec.label_kind == "string":
+    if spec.label_type != "classification":
+        num_classes = 0
+    elif spec.label_kind == "string":
         num_classes = len(label_vocabulary or [])
     else:
         num_classes = max((int(k) for k in stats.labels), default=-1) + 1
@@ -140,4 +147,5 @@ def build_manifest(spec: DatasetSpec, matched: dict[str, list[FileTask]], argv: 
         drift=drift,
         # Seconds per phase (None: not seen by the launcher, on runners whose workers are elsewhere).
         timings={k: (round(v, 2) if v is not None else None) for k, v in timings.items()} if timings else None,
+        label_type=spec.label_type,
     )

@@ -94,7 +94,10 @@ class ValueStats:
       samples: training samples summarized.
       steps: their valid time steps.
       longest: the longest sample's steps (after truncation).
-      labels: examples per label, keyed by the label's text (class id, or the string).
+      labels: examples per label, keyed by the label's text (class id, or the string);
+        empty for regression targets and unlabeled data.
+      target: regression targets' [mean, std, min, max] over the training split (float64);
+        None for other label types.
     """
 
     count: int
@@ -106,6 +109,7 @@ class ValueStats:
     steps: int
     longest: int
     labels: dict[str, int]
+    target: list[float] | None = None
 
 
 # A reports file mixes kinds: each line carries its kind's tag.

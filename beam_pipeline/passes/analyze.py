@@ -27,12 +27,12 @@ from beam_pipeline.statistics import feature_stats
 from beam_pipeline.statistics.moments import Moments
 from transforms import features, outputs
 from transforms.features import DatasetSpec
-from transforms.preprocessing import make_preprocessing_fn
+from transforms.preprocessing import analyzer_outputs, make_preprocessing_fn
 
 
 def _arrow_types(spec: DatasetSpec) -> tuple[pa.DataType, pa.DataType]:
     value_type = pa.int64() if spec.raw_x_dtype == "int64" else pa.float32()
-    label_type = pa.large_binary() if spec.label_kind == "string" else pa.int64()
+    label_type = {"string": pa.large_binary(), "float": pa.float32()}.get(spec.label_kind, pa.int64())
     return value_type, label_type
 
 
@@ -115,6 +115,7 @@ class _Summary:
     longest: int = 0
     labels: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     stats: feature_stats.StatsAccumulator | None = None   # the split's raw-data statistics
+    targets: tuple[Moments, ...] = ()   # per-batch moments of regression targets, merged as `parts`
 
     def merge(self, other: _Summary) -> _Summary:
         parts = self.parts + other.parts
@@ -126,10 +127,14 @@ class _Summary:
         if self.stats and other.stats:
             stats.merge_from(other.stats)
         return _Summary(parts, self.samples + other.samples, self.steps + other.steps,
-                        max(self.longest, other.longest), self.labels + other.labels, stats)
+                        max(self.longest, other.longest), self.labels + other.labels, stats,
+                        self.targets + other.targets)
 
     def moments(self, width: int) -> Moments:
         return Moments.merge_all(list(self.parts), width)
+
+    def target_moments(self) -> Moments:
+        return Moments.merge_all(list(self.targets), 1)
 
 
 class _SummaryFn(beam.CombineFn):
@@ -148,9 +153,14 @@ class _SummaryFn(beam.CombineFn):
         moments = Moments.of(values.reshape(-1, self._width))
         # Per channel, the statistics' moments are these; per element they are not.
         acc.stats.add_arrays(values, lengths, labels, None if self._spec.per_element else moments)
+        targets = (Moments.of(labels.reshape(-1, 1)),) if self._spec.label_type == "regression" else ()
         part = _Summary((moments,), len(lengths), int(lengths.sum()), int(lengths.max(initial=0)),
-                        collections.Counter(labels.tolist()))
+                        self._label_counts(labels), targets=targets)
         return acc.merge(part)
+
+    def _label_counts(self, labels: np.ndarray) -> collections.Counter:
+        # Classes are counted; regression targets get numeric statistics instead (feature_stats).
+        return collections.Counter(labels.tolist() if self._spec.label_type == "classification" else ())
 
     def merge_accumulators(self, accumulators) -> _Summary:
         return functools.reduce(_Summary.merge, accumulators, self.create_accumulator())
@@ -180,12 +190,10 @@ class SummarizeTrainingSplit(beam.PTransform):
 
     def expand(self, batches):
         summary = batches | "Summarize" >> beam.CombineGlobally(_SummaryFn(self._spec))
+        names = analyzer_outputs(self._spec)
         outputs = summary | "Outputs" >> beam.ParDo(_AnalyzerOutputs(self._spec, self._output_dir)).with_outputs(
-            *_OUTPUTS)
-        return tuple(outputs[name] for name in _OUTPUTS)
-
-
-_OUTPUTS = ("mean", "var", "min", "max", "largest_label")
+            *names)
+        return tuple(outputs[name] for name in names)
 
 
 class _AnalyzerOutputs(beam.DoFn):
@@ -200,7 +208,9 @@ class _AnalyzerOutputs(beam.DoFn):
         scratch.write_step(self._output_dir, scratch.STATISTICS_STEP, [_value_stats(summary, self._spec)],
                            partial_stats=(outputs.TRAIN, s.stats))
         int_labels = [k for k in s.labels if not isinstance(k, bytes)]
-        for name, value in zip(_OUTPUTS, (m.mean, m.variance, m.min, m.max, np.int64(max(int_labels, default=-1)))):
+        t = s.target_moments()
+        values = (m.mean, m.variance, m.min, m.max, np.int64(max(int_labels, default=-1)), t.mean[0], t.variance[0])
+        for name, value in zip(analyzer_outputs(self._spec), values):
             yield beam.pvalue.TaggedOutput(name, value)
 
 
@@ -213,5 +223,8 @@ def _value_stats(summary: tuple[Moments, _Summary], spec: DatasetSpec) -> ValueS
 
     labels = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v
               for k, v in sorted(s.labels.items())}
+    t = s.target_moments()
+    target = ([float(t.mean[0]), float(t.std[0]), float(t.min[0]), float(t.max[0])]
+              if spec.label_type == "regression" and t.count else None)
     return ValueStats(count=m.count, mean=shaped(m.mean), std=shaped(m.std), min=shaped(m.min), max=shaped(m.max),
-                      samples=s.samples, steps=s.steps, longest=s.longest, labels=labels)
+                      samples=s.samples, steps=s.steps, longest=s.longest, labels=labels, target=target)

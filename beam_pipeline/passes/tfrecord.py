@@ -116,15 +116,17 @@ def _constant(data: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ExampleFramer:
-    """Encodes batches of (float tensor, int64 scalars) rows as framed TFRecords of tf.train.Examples.
+    """Encodes batches of (float tensor, scalars) rows as framed TFRecords of tf.train.Examples.
 
     Args:
       float_key: name of the float feature.
-      int_keys: names of the int64 scalar features.
+      int_keys: names of the scalar features: int64, except those in `float_scalars`.
+      float_scalars: names among `int_keys` stored as one float32 (regression targets).
     """
 
-    def __init__(self, float_key: str, int_keys: Iterable[str]):
+    def __init__(self, float_key: str, int_keys: Iterable[str], float_scalars: Iterable[str] = ()):
         self._float_key = float_key.encode()
+        self._float_scalars = {k.encode() for k in float_scalars}
         self._int_keys = [k.encode() for k in int_keys]
         self._order = sorted([self._float_key, *self._int_keys])
         # Each int64 entry's bytes before its value, for every varint size of the value.
@@ -149,7 +151,7 @@ class ExampleFramer:
           lengths: [n] valid steps of each record; its float feature holds them followed by
             zeros up to `steps` steps.
           steps: steps of every record's float feature (>= each length).
-          ints: feature name -> [n] int64 values.
+          ints: feature name -> [n] int64 values (float32 for `float_scalars`).
 
         Returns:
           uint8 [total bytes]: the framed records, in order, ready to append to a TFRecord file.
@@ -166,6 +168,9 @@ class ExampleFramer:
             if key == self._float_key:
                 side.add(*_constant(_float_entry_head(key, payload), n))
                 side = after
+            elif key in self._float_scalars:   # a fixed-size entry: its head, then the float32's 4 bytes
+                side.add(*_constant(_float_entry_head(key, 4), n))
+                side.add(np.asarray(ints[key.decode()], "<f4").view(np.uint8).reshape(n, 4), np.full(n, 4, np.int64))
             else:
                 for part in self._int_entry(key, np.asarray(ints[key.decode()])):
                     side.add(*part)

@@ -8,7 +8,7 @@ bits: a float32 -> float64 cast, a subtraction and a multiplication are exactly 
 both, on the same float64 statistics (the analyze pass's, the very numbers frozen into the
 graph). Each worker checks that on the first samples it transforms, against the graph
 itself, and falls back to the graph if a single bit differs; string labels (a vocabulary
-lookup) always take the graph.
+lookup), regression targets and unlabeled data always take the graph.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class Transformed:
 
     values: np.ndarray    # float32 [sum(lengths), *trailing_shape]
     lengths: np.ndarray   # int64 [n]
-    labels: np.ndarray    # int64 [n] class ids (UNKNOWN_LABEL_ID for a label training never had)
+    labels: np.ndarray    # int64 [n] class ids (UNKNOWN_LABEL_ID for a label training never had);
+                          # float32 targets for regression, 0 for unlabeled data
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -100,9 +101,10 @@ class Normalizer:
 
     @classmethod
     def of(cls, spec: DatasetSpec, stats: ValueStats) -> Normalizer | None:
-        """The normalizer of the training statistics; None for string labels (the graph
-        looks them up in its vocabulary)."""
-        if spec.label_kind == "string":
+        """The normalizer of the training statistics; None unless labels are integer class
+        ids (the graph looks strings up in its vocabulary, and handles regression targets and
+        the unlabeled placeholder itself)."""
+        if spec.label_kind != "int":
             return None
         largest = max((int(k) for k in stats.labels), default=-1)
         if spec.normalize == "none":

@@ -51,7 +51,8 @@ class WriteShardFn(beam.DoFn):
         self._chunk_bytes = chunk_bytes
         self._compression = compression
         self._transform = None
-        self._framer = tfrecord.ExampleFramer(features.X, [features.LENGTH, features.LABEL])
+        targets = [features.LABEL] if spec.label_type == "regression" else []
+        self._framer = tfrecord.ExampleFramer(features.X, [features.LENGTH, features.LABEL], float_scalars=targets)
         self._written = beam.metrics.Metrics.counter("write", "examples_written")
         self._refused = beam.metrics.Metrics.counter("write", "examples_quarantined")
 
@@ -60,6 +61,8 @@ class WriteShardFn(beam.DoFn):
         bucket's file, and credits each input file with what it wrote or lost."""
         out = self._transform(concat_batches([batch for _, batch in pending]))
         known = out.labels != features.UNKNOWN_LABEL_ID
+        if self._spec.label_type != "classification":  # no class ids: every target is known
+            known = np.ones_like(known)
         if not known.all():   # selecting copies the batch's values: only when needed
             out = out.select(known)
         bounds = self._spec.bucket_bounds

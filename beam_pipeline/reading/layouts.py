@@ -38,6 +38,8 @@ class ReadOptions:
       lengths_key: name of the row-lengths array of the ragged layout.
       max_sample_bytes: a sample whose data exceeds this is refused (before reading it).
       max_file_bytes: a file whose decoded arrays exceed this is refused from its headers.
+      label_type: "classification" (class ids), "regression" (numeric targets, as float32)
+        or "none" (unlabeled: no label array needed; every label is a placeholder 0).
     """
 
     layout: str = "auto"
@@ -46,6 +48,7 @@ class ReadOptions:
     lengths_key: str = "lengths"
     max_sample_bytes: int = 64 << 20
     max_file_bytes: int = 4 << 30
+    label_type: str = "classification"
 
 
 @dataclasses.dataclass
@@ -56,8 +59,8 @@ class FilePlan:
     dtype: np.dtype
     trailing_shape: tuple[int, ...]
     lengths: np.ndarray          # int64 [N], time steps of each sample
-    labels: np.ndarray           # int64 [N] or object array of bytes [N]
-    label_kind: str              # "int" or "string"
+    labels: np.ndarray           # int64 [N], float32 [N] or object array of bytes [N]
+    label_kind: str              # "int", "string", "float" or "none" (see DatasetSpec)
     _arrays: list[npy_io.NpyArray]
 
     @property
@@ -127,8 +130,23 @@ def labels_from_array(raw: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     raise errors.BadInputError(errors.BAD_LABEL, f"{where}: labels of dtype {raw.dtype} are neither ints nor strings")
 
 
-def label_from_text(text: str) -> tuple[np.ndarray, str]:
-    """A one-sample file's label (from a CSV or a directory name): an int if it parses as one."""
+def targets_from_array(raw: np.ndarray, where: str) -> tuple[np.ndarray, str]:
+    """Converts a regression target array (ints or floats) to float32; non-finite targets
+    are refused per sample later (samples.py), not here for the whole file."""
+    if raw.dtype.kind not in "iubf":
+        raise errors.BadInputError(errors.BAD_LABEL, f"{where}: regression targets of dtype {raw.dtype} "
+                                   f"are not numbers")
+    return raw.astype(np.float32), "float"
+
+
+def label_from_text(text: str, label_type: str = "classification") -> tuple[np.ndarray, str]:
+    """A one-sample file's label (from a CSV or a directory name): an int if it parses as one;
+    a float32 for a regression target."""
+    if label_type == "regression":
+        try:
+            return np.array([float(text)], dtype=np.float32), "float"
+        except ValueError:
+            raise errors.BadInputError(errors.BAD_LABEL, f"regression target {text!r} is not a number") from None
     try:
         return np.array([int(text)], dtype=np.int64), "int"
     except ValueError:
@@ -243,7 +261,8 @@ def _file_labels(af: npy_io.ArrayFile, opts: ReadOptions, sibling: npy_io.ArrayF
         raise errors.BadInputError(errors.MISSING_KEY, f"{where} has no label array {opts.y_key!r}")
     y = holder.open(y_key)
     y.where = y.where or "labels"
-    return labels_from_array(_read_index(y), "labels")
+    convert = targets_from_array if opts.label_type == "regression" else labels_from_array
+    return convert(_read_index(y), "labels")
 
 
 def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
@@ -262,7 +281,9 @@ def plan_file(af: npy_io.ArrayFile, opts: ReadOptions,
     """
     layout = _detect(af, opts, file_label is not None)
     found = _find_samples(layout, af, opts)
-    if file_label is not None and layout == "per_file":
+    if opts.label_type == "none":
+        labels, label_kind = np.zeros(len(found.lengths), dtype=np.int64), "none"
+    elif file_label is not None and layout == "per_file":
         labels, label_kind = file_label
     else:
         labels, label_kind = _file_labels(af, opts, sibling)

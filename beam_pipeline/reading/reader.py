@@ -77,7 +77,7 @@ def _plan_task(task: FileTask, opts: layouts.ReadOptions, source) -> layouts.Fil
             sibling = npy_io.ArrayFile(read_bytes(task.labels_path))
         except errors.BadInputError as e:
             raise errors.BadInputError(e.reason, f"sibling label file {task.labels_path}: {e.message}") from None
-    file_label = layouts.label_from_text(task.label) if task.label is not None else None
+    file_label = layouts.label_from_text(task.label, opts.label_type) if task.label is not None else None
     return layouts.plan_file(af, opts, file_label=file_label, sibling=sibling)
 
 

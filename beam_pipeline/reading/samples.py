@@ -90,6 +90,8 @@ def _problems(plan: FilePlan, values: np.ndarray, lengths: np.ndarray, labels: n
                          "the sample holds NaN or Inf"))
     if plan.label_kind == "int":
         problems.append((labels < 0, errors.BAD_LABEL, "negative class id"))
+    if plan.label_kind == "float":
+        problems.append((~np.isfinite(labels), errors.BAD_LABEL, "the regression target is NaN or Inf"))
     return problems
 
 

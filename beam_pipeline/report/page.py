@@ -321,8 +321,32 @@ def _label_counts(run: RunOutputs) -> dict[str, dict[str, float]]:
     return counts
 
 
+def _targets(run: RunOutputs) -> str:
+    """Regression targets: their distribution per split, and the standardization the records hold."""
+    m = run.manifest
+    parts = ["<h2>Regression targets</h2>"]
+    splits = [s for s in SPLITS if _feature(run, s, features.LABEL) is not None]
+    rows = [[s, *(getattr(_feature(run, s, features.LABEL).num_stats, k) for k in ("mean", "std_dev", "min", "max"))]
+            for s in splits]
+    parts.append(table(["split", "mean", "std", "min", "max"], rows) if rows else not_recorded("Target statistics"))
+    bars = {s: b for s in splits if (b := _standard_bars(_feature(run, s, features.LABEL))) is not None}
+    if bars:
+        d = run.drift.get(features.LABEL) if run.drift else None
+        title = "target" + (f"  JSD {d.distance:.3g}" + ("  DRIFT" if d.drifted else "") if d else "")
+        parts.append(img(plots.overlaid_histograms(title, bars, bool(d and d.drifted)), "histogram of the target"))
+    t = m.statistics.target
+    if t is not None and t.standardized:
+        parts.append(f"<p>The records hold (target - {t.mean:.6g}) / {t.std:.6g}, the training mean and std; "
+                     "the trainer's serving signature returns the original units.</p>")
+    return "".join(parts)
+
+
 def _labels(run: RunOutputs) -> str:
     m = run.manifest
+    if m.label_type == "regression":
+        return _targets(run)
+    if m.label_type == "none":
+        return "<h2>Labels</h2><p>None: the data is unlabeled (--label_type none).</p>"
     counts = _label_counts(run)
     header = "<h2>Labels</h2>"
     if not counts:

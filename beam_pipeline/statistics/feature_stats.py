@@ -294,20 +294,22 @@ class StatsAccumulator:
       options: how to summarize.
       x: the values, one column per channel.
       lengths: the samples' lengths, one column (its moments count the samples).
-      labels: the samples' labels.
+      labels: the samples' labels: class counts, or a numeric column for regression targets.
     """
 
     spec: DatasetSpec
     options: StatsOptions
     x: ColumnSummary
     lengths: ColumnSummary
-    labels: LabelSummary
+    labels: LabelSummary | ColumnSummary
 
     @classmethod
     def create(cls, spec: DatasetSpec, options: StatsOptions | None = None) -> StatsAccumulator:
         options = options or StatsOptions()
+        labels = (ColumnSummary.empty(1, options) if spec.label_type == "regression"
+                  else LabelSummary.empty(options))
         return cls(spec, options, ColumnSummary.empty(spec.num_channels, options),
-                   ColumnSummary.empty(1, options), LabelSummary.empty(options))
+                   ColumnSummary.empty(1, options), labels)
 
     def add(self, batch: SampleBatch) -> None:
         """Adds a batch's samples."""
@@ -319,7 +321,10 @@ class StatsAccumulator:
         `x_moments`: the per-channel moments of the values, when the caller has them already."""
         self.x.add(values.reshape(-1, self.spec.num_channels), self.options, x_moments)
         self.lengths.add(lengths.reshape(-1, 1), self.options)
-        self.labels.add(labels)
+        if isinstance(self.labels, ColumnSummary):
+            self.labels.add(labels.reshape(-1, 1), self.options)
+        else:
+            self.labels.add(labels)
 
     def merge_from(self, other: StatsAccumulator) -> None:
         self.x.merge_from(other.x)
@@ -330,6 +335,8 @@ class StatsAccumulator:
         """Shrinks the sketches before the accumulator is pickled (1 GB of data: 15.9 -> 2.9 MB)."""
         self.x.sketch.Compact()
         self.lengths.sketch.Compact()
+        if isinstance(self.labels, ColumnSummary):
+            self.labels.sketch.Compact()
 
     @property
     def samples(self) -> int:
@@ -354,6 +361,17 @@ class StatsAccumulator:
         (length_stats,) = self.lengths.numeric_stats(options)
         length_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
         result.features.add(type=FeatureType.INT, num_stats=length_stats).path.step.append(features.LENGTH)
+        self._add_label(result)
+        return result
+
+    def _add_label(self, result: statistics_pb2.DatasetFeatureStatistics) -> None:
+        """The label: numeric for regression targets, categorical for classes (and the placeholder)."""
+        n, options = self.samples, self.options
+        if isinstance(self.labels, ColumnSummary):
+            (num_stats,) = self.labels.numeric_stats(options)
+            num_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
+            result.features.add(type=FeatureType.FLOAT, num_stats=num_stats).path.step.append(features.LABEL)
+            return
         label_stats = self.labels.string_stats(n, options)
         label_stats.common_stats.CopyFrom(_common(n, n, 1, 1))
         label = result.features.add(string_stats=label_stats)
@@ -363,7 +381,6 @@ class StatsAccumulator:
         else:
             label.type = FeatureType.INT
             label.custom_stats.add(name=DOMAIN_INFO, str=CATEGORICAL_INT_DOMAIN)
-        return result
 
     def _x_common(self, num_stats: statistics_pb2.NumericStatistics, per_step: int, values: int) -> None:
         """Presence and valency of `x` or one of its channels: `per_step` of its `values` per time step."""
