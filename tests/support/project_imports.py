@@ -9,6 +9,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import sysconfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
@@ -20,8 +21,11 @@ def project_files(packages: list[str]) -> list[str]:
             if not module.name.endswith(".__main__"):   # importing a __main__ runs its program
                 importlib.import_module(module.name)
     loaded = {os.path.realpath(m.__file__) for m in list(sys.modules.values()) if getattr(m, "__file__", None)}
-    tests = os.path.join(REPO, "tests") + os.sep
-    return sorted(f for f in loaded if f.startswith(REPO + os.sep) and not f.startswith(tests))
+    # Not ours: the tests, and the installed libraries of a virtualenv created inside the
+    # checkout (CI's .venv lies under REPO).
+    libraries = [sys.prefix, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    excluded = tuple(os.path.realpath(p) + os.sep for p in [os.path.join(REPO, "tests"), *libraries])
+    return sorted(f for f in loaded if f.startswith(REPO + os.sep) and not f.startswith(excluded))
 
 
 if __name__ == "__main__":
