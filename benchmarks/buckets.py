@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks import source_tree
 from cli_support import console
-from trainer.outputs import METRICS_FILE
+from trainer import outputs
 from transforms.manifest import read_local
 
 DISTRIBUTIONS = ("heavy_tailed", "uniform")
@@ -79,15 +79,15 @@ def run_pipeline(data: str, out: str, *flags: str) -> float:
     return time.perf_counter() - start
 
 
-def train_cli(out: str, model_dir: str, epochs: int) -> dict[str, Any]:
+def train_cli(out: str, model_dir: str, epochs: int) -> outputs.TrainMetrics:
     """The trainer's CLI on an output; returns its metrics.json."""
     subprocess.run([sys.executable, "-m", "trainer", "--data_dir", out, "--model_dir", model_dir, "--epochs",
                     str(epochs), "--batch_size", str(BATCH_SIZE), "--width", str(WIDTH), "--progress", "0",
                     # as the ragged side trains: no augmentation, no validation hold-out; its input measured
                     "--augment", "none", "--validation_fraction", "0", "--throughput_batches", "50"],
                    check=True, cwd=source_tree.REPO, env=source_tree.subprocess_env(), stdout=subprocess.DEVNULL)
-    with open(os.path.join(model_dir, METRICS_FILE)) as f:
-        return json.load(f)
+    with open(os.path.join(model_dir, outputs.METRICS_FILE)) as f:
+        return outputs.loads(f.read())
 
 
 def write_ragged(bucketed: str, target: str) -> int:
@@ -135,9 +135,9 @@ def measure(distribution: str, args: argparse.Namespace, work: str) -> dict[str,
     for side, out in (("one length", one), ("buckets", bucketed)):
         metrics = train_cli(out, os.path.join(work, f"model-{side}-{distribution}"), args.epochs)
         rows[side] = {"bytes": dir_bytes(out), "pipeline_s": pipeline_s[side],
-                      "input_examples_per_sec": metrics["input_examples_per_sec"],
-                      "epoch_s": steady_epoch_seconds(metrics["epoch_seconds"]),
-                      "eval_accuracy": metrics["eval"]["accuracy"]}
+                      "input_examples_per_sec": metrics.input_examples_per_sec,
+                      "epoch_s": steady_epoch_seconds(metrics.epoch_seconds),
+                      "eval_accuracy": metrics.eval["accuracy"]}
     ragged = os.path.join(work, f"ragged-{distribution}")
     ragged_bytes = write_ragged(bucketed, ragged)
     ragged_metrics = train_ragged(bucketed, ragged, args.epochs)

@@ -72,12 +72,12 @@ def ours(name: str, npz_dir: str, work: str, trainer_flags: list[str]) -> dict[s
          "--output_dir", out, "--overwrite", "-q")
     _run("trainer", "--data_dir", out, "--model_dir", model_dir, "--progress", "0", *trainer_flags)
     with open(os.path.join(model_dir, outputs.METRICS_FILE)) as f:
-        metrics = json.load(f)
-    return {"accuracy": serving_accuracy(metrics["serving_dir"], os.path.join(data, "test.npz")),
-            "keras_eval_accuracy": metrics["eval"]["accuracy"],
-            "train_seconds": metrics["train_seconds"], "epochs_run": metrics["epochs_run"],
-            "steps_per_epoch": metrics["steps_per_epoch"], "global_batch_size": metrics["global_batch_size"],
-            "best_epoch": metrics.get("best_epoch")}
+        metrics = outputs.loads(f.read())
+    return {"accuracy": serving_accuracy(metrics.serving_dir, os.path.join(data, "test.npz")),
+            "keras_eval_accuracy": metrics.eval["accuracy"],
+            "train_seconds": metrics.train_seconds, "epochs_run": metrics.epochs_run,
+            "steps_per_epoch": metrics.steps_per_epoch, "global_batch_size": metrics.global_batch_size,
+            "best_epoch": metrics.best_epoch}
 
 
 def format_rows(results: list[dict[str, Any]]) -> str:

@@ -109,20 +109,20 @@ def _backup_files(model_dir) -> list[str]:
 
 def test_the_sequence_model_learns_and_writes_every_output(sequences, trained_sequences):
     metrics, model_dir, _ = trained_sequences
-    assert metrics["model"] == "masked_sequence_cnn"
-    assert metrics["eval"]["accuracy"] >= 0.95 and metrics["train"]["accuracy"] >= 0.9
-    assert metrics["eval"]["loss"] < 0.5
+    assert metrics.model == "masked_sequence_cnn"
+    assert metrics.eval["accuracy"] >= 0.95 and metrics.train["accuracy"] >= 0.9
+    assert metrics.eval["loss"] < 0.5
     # 256 training examples, one in 4 of each shard's records held out for validation.
     held = sum(s["examples"] // 4 for s in manifest(sequences[0])["splits"]["train"]["shards"])
-    assert metrics["examples"] == {"train": 256 - held, "validation": held, "eval": 64} and held >= 50
-    steps = math.ceil(metrics["examples"]["train"] / BATCH)
-    assert (metrics["epochs_run"], metrics["steps_per_epoch"], metrics["length_buckets"]) == (EPOCHS, steps, [50])
-    assert 1 <= metrics["best_epoch"] <= EPOCHS and metrics["validation"]["accuracy"] >= 0.9
-    assert "input_examples_per_sec" not in metrics  # measured only when asked for
-    assert len(metrics["epoch_seconds"]) == EPOCHS and sum(metrics["epoch_seconds"]) <= metrics["train_seconds"]
-    assert (metrics["strategy"], metrics["num_replicas"]) == ("default", 1)  # "auto" on a CPU-only host
+    assert metrics.examples == {"train": 256 - held, "validation": held, "eval": 64} and held >= 50
+    steps = math.ceil(metrics.examples["train"] / BATCH)
+    assert (metrics.epochs_run, metrics.steps_per_epoch, metrics.length_buckets) == (EPOCHS, steps, [50])
+    assert 1 <= metrics.best_epoch <= EPOCHS and metrics.validation["accuracy"] >= 0.9
+    assert metrics.input_examples_per_sec is None  # measured only when asked for
+    assert len(metrics.epoch_seconds) == EPOCHS and sum(metrics.epoch_seconds) <= metrics.train_seconds
+    assert (metrics.strategy, metrics.num_replicas) == ("default", 1)  # "auto" on a CPU-only host
     with open(os.path.join(model_dir, outputs.METRICS_FILE)) as f:
-        assert json.load(f) == metrics
+        assert outputs.loads(f.read()) == metrics
     assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
     assert tf.io.gfile.glob(os.path.join(model_dir, "logs", "validation", "events.out.tfevents.*"))
     assert os.path.exists(os.path.join(model_dir, "checkpoints", f"epoch-{EPOCHS:03d}.index"))
@@ -133,8 +133,8 @@ def test_the_sequence_model_learns_and_writes_every_output(sequences, trained_se
 
 def test_the_image_model_learns_with_flips(trained_images):
     metrics, _ = trained_images
-    assert metrics["model"] == "image_cnn"
-    assert metrics["eval"]["accuracy"] >= 0.9
+    assert metrics.model == "image_cnn"
+    assert metrics.eval["accuracy"] >= 0.9
 
 
 def _trained_model(data_dir: str, model_dir: str) -> tuple[keras.Model, data.DataInfo]:
@@ -166,11 +166,11 @@ def test_a_bucketed_run_trains_with_one_traced_train_function(bucketed_sequences
                                                               trained_sequences):
     metrics, _, traces = trained_bucketed
     info = data.with_validation(data.load(bucketed_sequences[0]), VALIDATION_FRACTION)
-    assert metrics["length_buckets"] == [20, 35, 50]
+    assert metrics.length_buckets == [20, 35, 50]
     # An epoch sees every training example once on average: no bucket's remainder is left out.
     steps = math.ceil(info.splits["train"].num_examples / BATCH)
-    assert metrics["steps_per_epoch"] == steps > sum(b.num_examples // BATCH for b in info.splits["train"].buckets)
-    assert metrics["eval"]["accuracy"] >= 0.9 and metrics["train"]["accuracy"] >= 0.9  # 36 steps: it learns
+    assert metrics.steps_per_epoch == steps > sum(b.num_examples // BATCH for b in info.splits["train"].buckets)
+    assert metrics.eval["accuracy"] >= 0.9 and metrics.train["accuracy"] >= 0.9  # 36 steps: it learns
     # Batches of three shapes, yet no more traces than with one shape: the graph has a None time dimension.
     assert traces == trained_sequences[2]
 
@@ -209,8 +209,8 @@ def test_an_interrupted_run_resumes_after_the_last_completed_epoch(sequences, tm
     assert _backup_files(tmp_path / "model")
     assert not (tmp_path / "model" / "metrics.json").exists()
     metrics = train.train(config)
-    assert (metrics["first_epoch"], metrics["epochs_run"]) == (3, 2)
-    assert metrics["eval"]["accuracy"] >= 0.8  # (4 epochs)
+    assert (metrics.first_epoch, metrics.epochs_run) == (3, 2)
+    assert metrics.eval["accuracy"] >= 0.8  # (4 epochs)
 
 
 def test_settings_that_do_not_fit_the_data_are_refused(sequences, tmp_path):
@@ -338,16 +338,16 @@ def test_mirrored_strategy_over_two_logical_cpus_trains_and_evaluates(sequences,
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result["shapes"] == [[12, 50, 8]] * 2  # per-replica batches of the global 24
-    metrics = result["metrics"]
+    metrics = outputs.TrainMetrics.from_json(result["metrics"])
     # An epoch: ceil(256 / 24) steps.
-    assert (metrics["strategy"], metrics["num_replicas"], metrics["steps_per_epoch"]) == ("mirrored", 2, 11)
+    assert (metrics.strategy, metrics.num_replicas, metrics.steps_per_epoch) == ("mirrored", 2, 11)
     # 64 eval examples: the last of 3 global batches is partial (16) and still evaluated.
-    assert metrics["eval"]["accuracy"] >= 0.9
+    assert metrics.eval["accuracy"] >= 0.9
     # Length buckets: both replicas of a step get the same bucket; every bucket comes up.
     assert all(a == b for a, b in result["lengths"]) and {a for a, _ in result["lengths"]} == {20, 35, 50}
-    bucketed = result["bucketed"]
-    assert bucketed["steps_per_epoch"] == data.train_steps(data.load(bucketed_sequences[0]), 24)
-    assert bucketed["eval"]["accuracy"] >= 0.9
+    bucketed = outputs.TrainMetrics.from_json(result["bucketed"])
+    assert bucketed.steps_per_epoch == data.train_steps(data.load(bucketed_sequences[0]), 24)
+    assert bucketed.eval["accuracy"] >= 0.9
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -364,8 +364,8 @@ def test_cli_end_to_end_with_augmentation(sequences, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Epoch 3/3" in proc.stdout and "final metrics:" in proc.stdout
     assert not noise_lines(proc.stderr), proc.stderr
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["eval"]["accuracy"] >= 0.9 and metrics["epochs_run"] == 3
+    metrics = outputs.loads((model_dir / outputs.METRICS_FILE).read_text())
+    assert metrics.eval["accuracy"] >= 0.9 and metrics.epochs_run == 3
     assert (model_dir / "serving" / "saved_model.pb").exists()
 
 

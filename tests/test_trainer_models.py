@@ -29,7 +29,7 @@ def _final_model(data_dir: str, model_dir: str, config: TrainConfig) -> keras.Mo
 def test_a_users_model_from_a_file_trains_exports_and_serves_what_it_computes(sequences, tmp_path):  # noqa: F811
     config = _config(sequences[0], tmp_path, model=EXAMPLE)
     metrics = train.train(config)
-    assert metrics["model"] == "example_gru" and metrics["eval"]["accuracy"] >= 0.6  # 3 classes: it learns
+    assert metrics.model == "example_gru" and metrics.eval["accuracy"] >= 0.6  # 3 classes: it learns
     net = _final_model(sequences[0], str(tmp_path), config)
     assert net.name == "example_gru"
     assert_serving_matches_the_model(net, sequences[0], sequences[1], str(tmp_path))
@@ -52,8 +52,8 @@ def test_a_model_is_named_by_module_or_file_and_a_bad_one_is_refused(tmp_path):
 def test_xla_and_mixed_precision_train_with_float32_logits_and_serve(sequences, tmp_path, policy):  # noqa: F811
     config = _config(sequences[0], tmp_path, jit_compile=True, mixed_precision=policy, epochs=3)
     metrics = train.train(config)
-    assert (metrics["jit_compile"], metrics["mixed_precision"]) == (True, policy)
-    assert np.isfinite(metrics["train"]["loss"]) and metrics["eval"]["accuracy"] >= 0.8
+    assert (metrics.jit_compile, metrics.mixed_precision) == (True, policy)
+    assert np.isfinite(metrics.train["loss"]) and metrics.eval["accuracy"] >= 0.8
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training
     net = _final_model(sequences[0], str(tmp_path), config)
     assert {layer.compute_dtype for layer in net.layers} >= {policy.split("_")[1], "float32"}  # hidden: 16 bits

@@ -22,6 +22,7 @@ import yaml
 
 from beam_pipeline.sample_data import write_dataset
 from tests.support.helpers import REPO
+from trainer.outputs import TrainMetrics
 from workflow import fingerprint, publish, steps, storage
 
 STEPS = ["fingerprint", "preprocess", "train", "validate", "publish"]
@@ -108,7 +109,8 @@ def test_the_first_run_runs_every_step_and_publishes_a_complete_model(ws, first)
     version = ws / "published" / latest["path"]
     assert os.path.realpath(ws / "published" / "current") == str(version)
     with open(os.path.join(latest["model_uri"], "metrics.json")) as f:
-        assert json.load(f)["eval"] == latest["metrics"]["eval"]
+        trained = TrainMetrics.from_json(json.load(f))
+    assert latest["metrics"] == {"task": "classification", "train": trained.train, "eval": trained.eval}
     assert published_inputs(ws, latest["path"]) == {os.path.basename(p): sha256(p)
                                                     for p in glob.glob(str(ws / "data" / "*.npz"))}
     with open(version / "publish.json") as f:
@@ -131,11 +133,12 @@ def test_the_report_and_the_metrics_are_typed_artifacts(ws, first):
     with open(report["uri"], "rb") as got, open(os.path.join(dataset["uri"], "report.html"), "rb") as want:
         assert got.read() == want.read()
     with open(os.path.join(latest["model_uri"], "metrics.json")) as f:
-        trained = json.load(f)
+        trained = TrainMetrics.from_json(json.load(f))
     assert output_artifact(ws, "train", "metrics")["metadata"] == {
-        f"{split}_{name}": trained[split][name] for split in ("train", "eval") for name in ("loss", "accuracy")}
+        f"{split}_{name}": figures[name] for split, figures in (("train", trained.train), ("eval", trained.eval))
+        for name in ("loss", "accuracy")}
     assert output_artifact(ws, "validate", "metrics")["metadata"] == {
-        "approved": 1.0, "eval_accuracy": trained["eval"]["accuracy"]}
+        "approved": 1.0, "eval_accuracy": trained.eval["accuracy"]}
     for step in ("train", "validate"):   # the figures in the artifact's file too (see the cached rerun)
         artifact = output_artifact(ws, step, "metrics")
         with open(artifact["uri"]) as f:
@@ -214,7 +217,7 @@ def test_the_compiled_pipeline_loads_with_its_parameters_and_caching(tmp_path):
     assert components.load_component_from_file(str(out)).name == "npy-tft-workflow"
     with open(out) as f:
         spec = yaml.safe_load(f)
-    assert {"runner", "project", "region", "bucket", "input_globs", "eval_globs", "publish_dir"} <= set(
+    assert {"runner", "project", "region", "bucket", "input_globs", "eval_globs", "publish_dir", "max_mae"} <= set(
         spec["root"]["inputDefinitions"]["parameters"])
     tasks = spec["root"]["dag"]["tasks"]
     cached = {name for name, t in tasks.items() if t.get("cachingOptions", {}).get("enableCache")}
@@ -305,25 +308,53 @@ def test_a_step_code_version_covers_every_project_module_its_code_imports(packag
     assert sorted(loaded - covered) == []
 
 
-@pytest.mark.parametrize("metrics, current, approved, reason", [
-    ({"eval": {"accuracy": 0.9}}, None, True, "nothing published yet"),
-    ({"eval": {"accuracy": 0.4}}, None, False, "below the threshold"),
-    ({"eval": {"accuracy": float("nan")}}, None, False, "below the threshold"),
-    ({"train": {"accuracy": 0.9}}, None, False, "no eval metrics"),
-    ({"eval": {"accuracy": 0.8}}, "0.9", False, "worse than the published version"),
-    ({"eval": {"accuracy": 0.86}}, "0.9", True, ">= published"),   # within max_regression 0.05
-    ({"eval": {"accuracy": 0.95}}, "0.9", True, ">= published"),
+def _metrics(eval_figures: dict[str, float] | None, task: str = "classification") -> TrainMetrics:
+    """A trainer's metrics.json with the given eval figures (run facts are placeholders)."""
+    return TrainMetrics(train={}, validation=None, eval=eval_figures, task=task, num_classes=None, model="m",
+                        serving_dir="serving", epochs=1, epochs_run=1, first_epoch=1, best_epoch=None,
+                        steps_per_epoch=1, global_batch_size=1, length_buckets=[1], examples={"train": 1},
+                        strategy="default", num_replicas=1, jit_compile=False, mixed_precision=None, data_dir="d",
+                        train_seconds=1.0, epoch_seconds=[1.0])
+
+
+@pytest.mark.parametrize("figures, current, approved, reason", [
+    ({"accuracy": 0.9}, None, True, "nothing published yet"),
+    ({"accuracy": 0.4}, None, False, "below the threshold"),
+    ({"accuracy": float("nan")}, None, False, "is NaN"),
+    (None, None, False, "no eval metrics"),
+    ({"accuracy": 0.8}, "0.9", False, "worse than the published version"),
+    ({"accuracy": 0.86}, "0.9", True, "against published"),   # within max_regression 0.05
+    ({"accuracy": 0.95}, "0.9", True, "against published"),
 ])
-def test_validation_needs_the_threshold_and_no_regression(metrics, current, approved, reason):
+def test_validation_needs_the_threshold_and_no_regression(figures, current, approved, reason):
     published = None if current is None else {"version": "v1", "model_uri": "old",
                                                "metrics": {"eval": {"accuracy": float(current)}}}
-    decision = publish.decide("new", metrics, published, min_accuracy=0.5, max_regression=0.05)
+    decision = publish.decide("new", _metrics(figures), published, min_accuracy=0.5, max_regression=0.05)
+    assert decision.approved is approved and reason in decision.reason
+
+
+@pytest.mark.parametrize("mae, current, approved, reason", [
+    (0.3, None, True, "nothing published yet"),          # min_accuracy does not apply to a regression
+    (0.7, None, False, "above the threshold 0.5"),
+    (float("nan"), None, False, "is NaN"),
+    (0.33, 0.3, True, "against published"),              # within 10% of the published MAE
+    (0.34, 0.3, False, "worse than the published version"),
+    (0.34, "classification", True, "of another task"),   # an accuracy is not an MAE
+])
+def test_a_regression_model_is_judged_by_its_mean_absolute_error(mae, current, approved, reason):
+    if current == "classification":
+        published = {"version": "v1", "model_uri": "old", "metrics": {"eval": {"accuracy": 0.9}}}
+    else:
+        published = current and {"version": "v1", "model_uri": "old",
+                                  "metrics": {"task": "regression", "eval": {"loss": 0.1, "mae": current}}}
+    decision = publish.decide("new", _metrics({"loss": 0.2, "mae": mae}, "regression"), published,
+                              min_accuracy=0.99, max_regression=0.1, max_mae=0.5)
     assert decision.approved is approved and reason in decision.reason
 
 
 def test_the_same_model_is_already_published_whatever_its_score():
     published = {"version": "v1", "model_uri": "m", "metrics": {"eval": {"accuracy": 0.9}}}
-    decision = publish.decide("m", {"eval": {"accuracy": 0.1}}, published, min_accuracy=0.5, max_regression=0.0)
+    decision = publish.decide("m", _metrics({"accuracy": 0.1}), published, min_accuracy=0.5, max_regression=0.0)
     assert decision.approved and "already the published model" in decision.reason
 
 
@@ -332,7 +363,7 @@ def _fake_run(folder, accuracy: float):
     (folder / "model" / "serving" / "variables").mkdir(parents=True)
     (folder / "model" / "serving" / "saved_model.pb").write_bytes(os.urandom(64))
     (folder / "model" / "serving" / "variables" / "variables.data-00000-of-00001").write_bytes(os.urandom(64))
-    (folder / "model" / "metrics.json").write_text(json.dumps({"eval": {"accuracy": accuracy}, "train": {}}))
+    (folder / "model" / "metrics.json").write_text(_metrics({"accuracy": accuracy}).dumps())
     (folder / "data").mkdir()
     (folder / "data" / "manifest.json").write_text(json.dumps({"inputs": [], "accuracy": accuracy}))
     (folder / "data" / "report.html").write_text(f"<p>data of the {accuracy} model</p>")

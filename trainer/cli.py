@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from cli_support import console, flags
 from trainer import config as cfg
@@ -87,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
+def run(argv: list[str] | None = None) -> outputs.TrainMetrics:
     """Parses flags, trains, and returns the metrics (also written to model_dir/metrics.json).
 
     Raises:
@@ -100,9 +99,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     from trainer import data, train  # TensorFlow loads here, once the flags are known to be good
 
     metrics = train.train(config)
-    summary = {k: metrics[k] for k in (data.TRAIN, data.VALIDATION, data.EVAL, "input_examples_per_sec")
-               if k in metrics}
-    print(f"final metrics: {json.dumps(summary)} ({metrics['model']}, {metrics['epochs_run']} epochs run; "
+    summary = {k: getattr(metrics, k) for k in (data.TRAIN, data.VALIDATION, data.EVAL, "input_examples_per_sec")
+               if getattr(metrics, k) is not None}
+    print(f"final metrics: {json.dumps(summary)} ({metrics.model}, {metrics.epochs_run} epochs run; "
           f"written to {config.model_dir}/{outputs.METRICS_FILE})", flush=True)
     return metrics
 

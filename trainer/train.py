@@ -7,14 +7,13 @@ split), serving export, metrics.
   backup/       BackupAndRestore's state while a run is in progress; an interrupted run
                 started again with the same flags resumes after the last completed epoch
   serving/      the serving SavedModel (see trainer/export.py)
-  metrics.json  loss and accuracy (regression: mean squared error and MAE) of the exported weights
-                on the train, validation and eval splits, the plan (epochs, steps, batch), the best epoch, run facts
+  metrics.json  outputs.TrainMetrics: the exported weights' figures on the train, validation and
+                eval splits, the plan (epochs, steps, batch), the best epoch, run facts
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import posixpath
@@ -212,10 +211,12 @@ def _fit(run: Run, model_dir: str, extra_callbacks: Sequence[keras.callbacks.Cal
     return net, history, timer, best
 
 
-def _evaluate(run: Run, net: keras.Model) -> dict[str, dict[str, float]]:
-    """Loss and accuracy of the final (selected) weights on every split, in inference mode."""
-    result = {}
+def _evaluate(run: Run, net: keras.Model) -> dict[str, dict[str, float] | None]:
+    """Loss and accuracy of the final (selected) weights on every split (None: a split the run
+    lacks), in inference mode."""
+    result: dict[str, dict[str, float] | None] = {}
     for split in (data.TRAIN, data.VALIDATION, data.EVAL):
+        result[split] = None
         if split in run.info.splits:
             dataset, steps = run.evaluation(split)
             result[split] = {k: float(v) for k, v in
@@ -223,7 +224,7 @@ def _evaluate(run: Run, net: keras.Model) -> dict[str, dict[str, float]]:
     return result
 
 
-def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> outputs.TrainMetrics:
     """Trains on the run's train split, evaluates on its eval split, exports, writes metrics.json.
 
     Args:
@@ -252,22 +253,17 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     train_seconds = time.perf_counter() - start
     net.save_weights(posixpath.join(model_dir, CHECKPOINTS_DIR, FINAL_CHECKPOINT))
     serving_dir = export.export_serving(net, run.info, posixpath.join(model_dir, outputs.SERVING_DIR))
-    metrics = {
-        **_evaluate(run, net),
-        **({"input_examples_per_sec": round(examples_per_sec, 1)} if examples_per_sec is not None else {}),
-        **_run_facts(run, history, best),
-        "train_seconds": round(train_seconds, 2),
-        "epoch_seconds": timer.seconds,
-        "model": net.name,
-        "serving_dir": serving_dir,
-    }
+    metrics = outputs.TrainMetrics(
+        **_evaluate(run, net), **_run_facts(run, history, best),
+        input_examples_per_sec=None if examples_per_sec is None else round(examples_per_sec, 1),
+        train_seconds=round(train_seconds, 2), epoch_seconds=timer.seconds, model=net.name, serving_dir=serving_dir)
     with tf.io.gfile.GFile(posixpath.join(model_dir, outputs.METRICS_FILE), "w") as f:
-        f.write(json.dumps(metrics, indent=2) + "\n")
+        f.write(metrics.dumps())
     return metrics
 
 
 def _run_facts(run: Run, history: keras.callbacks.History, best: BestWeights | None) -> dict[str, Any]:
-    """What metrics.json says about the run besides its figures: plan, epochs, data, devices."""
+    """TrainMetrics' facts of the run besides its figures: plan, epochs, data, devices."""
     config = run.config
     return {
         "epochs": run.plan.epochs,

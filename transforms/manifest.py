@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import types
-import typing
 from typing import Any
 
+from transforms import typed_json
 from transforms.features import DatasetSpec, Feature
 from transforms.outputs import MANIFEST
 
@@ -218,7 +217,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         data = {"format_version": self.format_version}
-        data.update({f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)
+        data.update({f.name: typed_json.encode(getattr(self, f.name)) for f in dataclasses.fields(self)
                      if f.name != "format_version"})
         return data
 
@@ -233,7 +232,7 @@ class Manifest:
             raise ManifestVersionError(
                 f"manifest format_version {version!r} is not one this code reads {READABLE_VERSIONS}: "
                 "it was written by a newer version of the pipeline; upgrade this package to read it")
-        return _decode(cls, data)
+        return typed_json.decode(cls, data)
 
 
 def loads(text: str) -> Manifest:
@@ -245,37 +244,3 @@ def read_local(output_dir: str) -> Manifest:
     the file with their own filesystem layer and call `loads`)."""
     with open(os.path.join(output_dir, MANIFEST), encoding="utf-8") as f:
         return loads(f.read())
-
-
-def _encode(value: Any) -> Any:
-    if hasattr(value, "to_json"):
-        return value.to_json()
-    if dataclasses.is_dataclass(value):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
-    return value
-
-
-def _decode(kind: Any, value: Any) -> Any:
-    """`value` (parsed JSON) as an instance of the type annotation `kind`."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        return _decode(next(a for a in args if a is not type(None)), value)
-    if origin is tuple:
-        return tuple(_decode(args[0], v) for v in value)
-    if origin is list:
-        return [_decode(args[0], v) for v in value] if args else list(value)
-    if origin is dict:
-        return {k: _decode(args[1], v) for k, v in value.items()}
-    if isinstance(kind, type) and hasattr(kind, "from_json") and kind is not Manifest:
-        return kind.from_json(value)
-    if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        fields = {f.name for f in dataclasses.fields(kind)}
-        return kind(**{k: _decode(hints[k], v) for k, v in value.items() if k in fields})
-    return value

@@ -56,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=0, help="0: the trainer's default (fitted to the data)")
     train.add_argument("--batch_size", type=int, default=0, help="0: the trainer's default (fitted to the data)")
     train.add_argument("--min_accuracy", type=float, default=0.0,
-                       help="a model below this eval accuracy is not published")
+                       help="classification: a model below this eval accuracy is not published")
+    train.add_argument("--max_mae", type=float, default=0.0,
+                       help="regression: a model above this eval mean absolute error is not published (0: no limit)")
     train.add_argument("--max_regression", type=float, default=0.0,
-                       help="eval accuracy a new model may lose against the published one and still be published")
+                       help="how much worse than the published model a new one may be and still be published: "
+                            "eval accuracy lost (classification), or a fraction of its eval MAE (regression)")
     scale = run.add_argument_group("runner (default: Beam's in-process runner)")
     for flag in ("runner", "project", "region"):
         scale.add_argument(f"--{flag}", default="")
@@ -91,9 +94,10 @@ def _parameters(args: argparse.Namespace, root: str) -> dict[str, Any]:
     return {"input_globs": _checked_globs(args.input), "eval_globs": _checked_globs(args.eval_input),
             "publish_dir": paths.absolute(args.publish_dir),
             "epochs": args.epochs, "batch_size": args.batch_size, "min_accuracy": args.min_accuracy,
-            "max_regression": args.max_regression, "runner": args.runner, "project": args.project,
-            "region": args.region, "bucket": args.bucket, "preprocess_args": args.preprocess_arg,
-            "train_args": args.train_arg, "stat_cache": os.path.join(root, STAT_CACHE_FILE)}
+            "max_regression": args.max_regression, "max_mae": args.max_mae, "runner": args.runner,
+            "project": args.project, "region": args.region, "bucket": args.bucket,
+            "preprocess_args": args.preprocess_arg, "train_args": args.train_arg,
+            "stat_cache": os.path.join(root, STAT_CACHE_FILE)}
 
 
 def _statuses(records: dict[str, dict], completed: bool) -> dict[str, dict]:

@@ -50,15 +50,15 @@ def train(dataset: Input[Dataset], epochs: int, batch_size: int, train_args: lis
     steps.record_metrics(metrics, steps.metric_values(facts))
 
 
-def validate(model: Input[Model], publish_dir: str, min_accuracy: float, max_regression: float,
+def validate(model: Input[Model], publish_dir: str, min_accuracy: float, max_regression: float, max_mae: float,
              metrics: Output[Metrics]) -> bool:
     """Never cached (it reads the published model, which changes outside this run). The
-    decision and the accuracies it compared go to `metrics`."""
+    decision and the figures it compared go to `metrics`."""
     from workflow import publish as publishing
     from workflow import steps
 
     approved, figures = publishing.validate(steps.location(model.uri, model.path), model.uri, publish_dir,
-                                            min_accuracy, max_regression)
+                                            min_accuracy, max_regression, max_mae)
     steps.record_metrics(metrics, figures)
     return approved
 

@@ -40,7 +40,8 @@ def build_pipeline(image: str = LOCAL_IMAGE, train_accelerator_type: str = "",
     @dsl.pipeline(name=PIPELINE_NAME, description="npy/npz files -> tf.Transform TFRecords -> model -> "
                                                   "validated, published SavedModel")
     def workflow(input_globs: list, eval_globs: list, publish_dir: str, epochs: int = 0, batch_size: int = 0,
-                 min_accuracy: float = 0.0, max_regression: float = 0.0, runner: str = "", project: str = "",
+                 min_accuracy: float = 0.0, max_regression: float = 0.0, max_mae: float = 0.0, runner: str = "",
+                 project: str = "",
                  region: str = "", bucket: str = "", preprocess_args: list = [],  # noqa: B006
                  train_args: list = [], stat_cache: str = ""):  # noqa: B006
         keys = fingerprint_op(input_globs=input_globs, eval_globs=eval_globs, stat_cache=stat_cache)
@@ -53,7 +54,7 @@ def build_pipeline(image: str = LOCAL_IMAGE, train_accelerator_type: str = "",
         if train_accelerator_type:
             model.set_accelerator_type(train_accelerator_type).set_accelerator_limit(train_accelerator_count)
         check = validate_op(model=model.outputs["model"], publish_dir=publish_dir, min_accuracy=min_accuracy,
-                            max_regression=max_regression)
+                            max_regression=max_regression, max_mae=max_mae)
         check.set_caching_options(False)
         # "Output" by name: kfp 2.17's local runner resolves a condition on a task's single
         # return value, not on a named output of a NamedTuple.

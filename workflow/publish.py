@@ -21,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import math
 import os
 import shutil
 import uuid
 from typing import Any
 
 from cli_support import paths
-from trainer.outputs import METRICS_FILE, SERVING_DIR
+from trainer.outputs import HEADLINE, METRICS_FILE, SERVING_DIR, TrainMetrics
 from transforms import outputs
 from workflow import report, storage
 
@@ -48,48 +49,91 @@ def published(publish_dir: str) -> dict[str, Any] | None:
     return storage.read_json(storage.join(publish_dir, POINTER))
 
 
-def decide(candidate_uri: str, metrics: dict[str, Any], current: dict[str, Any] | None, min_accuracy: float,
-           max_regression: float) -> Decision:
-    """Whether the candidate may replace the published model.
+def decide(candidate_uri: str, metrics: TrainMetrics, current: dict[str, Any] | None, min_accuracy: float,
+           max_regression: float, max_mae: float = 0.0) -> Decision:
+    """Whether the candidate may replace the published model, judged by its task's headline
+    figure on the eval split (trainer/outputs.HEADLINE).
 
-    It must reach min_accuracy on the eval split and lose at most max_regression of the
-    published model's eval accuracy. A NaN accuracy fails both (comparisons with NaN are false).
-    The published models' accuracies were measured on the eval split of their own run: when the
-    eval files change, the comparison is across two eval sets (see docs/workflow.md).
+    Classification: eval accuracy >= min_accuracy, and at most max_regression below the
+    published model's. Regression: eval MAE <= max_mae (0: no threshold), and at most
+    max_regression (a fraction) above the published model's. A NaN is refused. The published
+    models' figures were measured on the eval split of their own run: when the eval files
+    change, the comparison is across two eval sets (see docs/workflow.md); a published model
+    of another task is not compared.
     """
     if current is not None and current["model_uri"] == candidate_uri:
         return Decision(True, f"already the published model (version {current['version']})")
-    accuracy = (metrics.get("eval") or {}).get("accuracy")
-    if accuracy is None:
+    name = HEADLINE[metrics.task]
+    value = metrics.headline("eval")
+    if value is None:
         return Decision(False, "the candidate has no eval metrics")
-    if not accuracy >= min_accuracy:
-        return Decision(False, f"eval accuracy {accuracy:.4f} is below the threshold {min_accuracy}")
-    if current is None:
-        return Decision(True, f"eval accuracy {accuracy:.4f} >= {min_accuracy}; nothing published yet")
-    baseline = current["metrics"]["eval"]["accuracy"]
-    if not accuracy >= baseline - max_regression:
-        return Decision(False, f"worse than the published version {current['version']}: eval accuracy "
-                               f"{accuracy:.4f} < {baseline:.4f} - max_regression {max_regression}")
-    return Decision(True, f"eval accuracy {accuracy:.4f} >= {min_accuracy} and >= published "
-                          f"{baseline:.4f} - {max_regression}")
+    if math.isnan(value):
+        return Decision(False, f"eval {name} is NaN")
+    passes, threshold = _threshold(metrics.task, value, min_accuracy, max_mae)
+    if not passes:
+        return Decision(False, f"eval {name} {value:.4f} is {threshold}")
+    baseline = _published_figure(current, metrics.task)
+    if baseline is None:
+        nothing = "nothing published yet" if current is None else "the published version is of another task"
+        return Decision(True, f"eval {name} {value:.4f} {threshold}; {nothing}")
+    if metrics.task == "regression":
+        limit, better = baseline * (1 + max_regression), value <= baseline * (1 + max_regression)
+        rule = f"{baseline:.4f} x (1 + max_regression {max_regression}) = {limit:.4f}"
+    else:
+        limit, better = baseline - max_regression, value >= baseline - max_regression
+        rule = f"{baseline:.4f} - max_regression {max_regression}"
+    if not better:
+        return Decision(False, f"worse than the published version {current['version']}: eval {name} "
+                               f"{value:.4f} against {rule}")
+    return Decision(True, f"eval {name} {value:.4f} {threshold} and against published {rule}")
+
+
+def _threshold(task: str, value: float, min_accuracy: float, max_mae: float) -> tuple[bool, str]:
+    """Whether the headline figure passes the task's own threshold, and the threshold in words."""
+    if task == "regression":
+        if not max_mae:
+            return True, "(no --max_mae threshold)"
+        ok = value <= max_mae
+        return ok, f"<= {max_mae}" if ok else f"above the threshold {max_mae}"
+    ok = value >= min_accuracy
+    return ok, f">= {min_accuracy}" if ok else f"below the threshold {min_accuracy}"
+
+
+def _published_figure(current: dict[str, Any] | None, task: str) -> float | None:
+    """The published model's headline figure for `task` (records before tasks were recorded
+    are classification)."""
+    if current is None or current["metrics"].get("task", "classification") != task:
+        return None
+    value = (current["metrics"].get("eval") or {}).get(HEADLINE[task])
+    return None if value is None else float(value)
+
+
+def read_metrics(model_dir: str) -> TrainMetrics:
+    return TrainMetrics.from_json(storage.read_json(storage.join(model_dir, METRICS_FILE)))
 
 
 def validate(model_dir: str, model_uri: str, publish_dir: str, min_accuracy: float,
-             max_regression: float) -> tuple[bool, dict[str, float]]:
+             max_regression: float, max_mae: float = 0.0) -> tuple[bool, dict[str, float]]:
     """The validate step: decides and reports. Returns the decision (True lets the publish
-    step run) and its figures: approved (1 or 0), the candidate's eval accuracy and the
-    published model's, where there are."""
-    metrics = storage.read_json(storage.join(model_dir, METRICS_FILE))
+    step run) and its figures: approved (1 or 0), the candidate's eval headline figure
+    (eval_accuracy or eval_mae) and the published model's, where there are."""
+    metrics = read_metrics(model_dir)
     current = published(publish_dir)
-    decision = decide(model_uri, metrics, current, min_accuracy, max_regression)
-    report.record("validate", approved=decision.approved, reason=decision.reason, eval=metrics.get("eval"))
+    decision = decide(model_uri, metrics, current, min_accuracy, max_regression, max_mae)
+    report.record("validate", approved=decision.approved, reason=decision.reason, eval=metrics.eval)
     figures = {"approved": float(decision.approved)}
-    accuracy = (metrics.get("eval") or {}).get("accuracy")
-    if accuracy is not None:
-        figures["eval_accuracy"] = float(accuracy)
-    if current is not None:
-        figures["published_eval_accuracy"] = float(current["metrics"]["eval"]["accuracy"])
+    name = HEADLINE[metrics.task]
+    if metrics.headline("eval") is not None:
+        figures[f"eval_{name}"] = metrics.headline("eval")
+    baseline = _published_figure(current, metrics.task)
+    if baseline is not None:
+        figures[f"published_eval_{name}"] = baseline
     return decision.approved, figures
+
+
+def _published_metrics(metrics: TrainMetrics) -> dict[str, Any]:
+    """What the pointer keeps of the metrics: what the next validation compares with."""
+    return {"task": metrics.task, "train": metrics.train, "eval": metrics.eval}
 
 
 def _version_name(model_uri: str) -> str:
@@ -140,8 +184,7 @@ def publish(model_dir: str, model_uri: str, dataset_dir: str, dataset_uri: str, 
     version = _version_name(model_uri)
     record = {"version": version, "path": f"{VERSIONS_DIR}/{version}", "model_uri": model_uri,
               "dataset_uri": dataset_uri, "data_key": data_key,
-              "metrics": {k: v for k, v in storage.read_json(storage.join(model_dir, METRICS_FILE)).items()
-                          if k in ("train", "eval")},
+              "metrics": _published_metrics(read_metrics(model_dir)),
               "published_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "previous_version": current["version"] if current else None}
     if paths.is_remote(publish_dir):

@@ -107,8 +107,9 @@ def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_arg
     epochs and batch_size 0 leave them to the trainer, which fits them to the data."""
     sizes = [a for flag, n in (("--epochs", epochs), ("--batch_size", batch_size)) if n for a in (flag, str(n))]
     run_cli("train", "trainer", ["--data_dir", data_dir, "--model_dir", model_dir, *sizes, *extra_args])
-    metrics = storage.read_json(storage.join(model_dir, model_outputs.METRICS_FILE))
-    facts = {"key": key, "train": metrics["train"], "eval": metrics.get("eval")}
+    metrics = model_outputs.TrainMetrics.from_json(storage.read_json(storage.join(model_dir,
+                                                                                  model_outputs.METRICS_FILE)))
+    facts = {"key": key, "task": metrics.task, "train": metrics.train, "eval": metrics.eval}
     report.record("train", output=model_dir, **facts)
     return facts
 

@@ -30,7 +30,8 @@ def main(data_dir: str, model_dir: str, bucketed_dir: str, bucketed_model_dir: s
     steps = iter(data.distribute(dist, data.load(bucketed_dir), "train", 24, training=True))
     lengths = [[t.shape[1] for t in dist.experimental_local_results(next(steps)[0]["x"])] for _ in range(30)]
     bucketed = train.train(TrainConfig(bucketed_dir, bucketed_model_dir, **config))
-    print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics, "lengths": lengths, "bucketed": bucketed}),
+    print("RESULT " + json.dumps({"shapes": shapes, "metrics": metrics.to_json(), "lengths": lengths,
+                                       "bucketed": bucketed.to_json()}),
           flush=True)
 
 
