@@ -5,6 +5,7 @@ Full disks are small tmpfs mounts and read-only directories read-only bind mount
 (tests/support/mounts.py: root only; skipped elsewhere, except under CI=true).
 """
 
+import datetime
 import gzip
 import io
 import os
@@ -122,18 +123,25 @@ def _run_and_meanwhile(args: list[str], trigger: str, action) -> subprocess.Comp
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize("change", ["deleted", "rewritten"])
+def _utc(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="milliseconds")
+
+
+@pytest.mark.parametrize("change", ["deleted", "rewritten", "rewritten in place, same size"])
 def test_an_input_that_changes_while_the_job_runs_stops_it(data, tmp_path, change):
     inputs = tmp_path / "inputs"
     shutil.copytree(data, inputs)
     victim = inputs / "test-00000.npz"     # read by the scan, then only by the write pass
-    before = victim.stat().st_size
+    before, listed = victim.stat().st_size, victim.stat().st_mtime
     original = victim.read_bytes()
     out = tmp_path / "out"
 
     def meddle(_):
         if change == "deleted":
             victim.unlink()
+        elif change == "rewritten in place, same size":
+            time.sleep(0.01)   # a later modification time, at any filesystem's resolution here
+            victim.write_bytes(original[::-1])
         else:
             write_dataset(str(tmp_path / "other"), train_files=0, test_files=1, per_file=300, seed=3)
             shutil.copy(tmp_path / "other" / "test-00000.npz", victim)
@@ -143,9 +151,12 @@ def test_an_input_that_changes_while_the_job_runs_stops_it(data, tmp_path, chang
     proc = _run_and_meanwhile(args, str(out / ".work" / "tft"), meddle)
     if change == "deleted":
         line = f"error: input {victim} disappeared while the job ran: restore it, or run again without it"
-    else:
+    elif change == "rewritten":
         line = (f"error: input {victim} changed while the job ran ({before:,} bytes when listed, "
                 f"{victim.stat().st_size:,} now): run again once the inputs stay unchanged")
+    else:
+        line = (f"error: input {victim} changed while the job ran (rewritten since it was listed, {_utc(listed)}: "
+                f"modified at {_utc(victim.stat().st_mtime)}): run again once the inputs stay unchanged")
     _assert_one_line_failure(proc, re.escape(line))
     assert _files(out) == []
 

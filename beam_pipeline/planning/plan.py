@@ -27,6 +27,8 @@ class FileTask:
       path: the input file.
       split: "train" or "eval".
       size: the file's size in bytes.
+      modified: its last-modified time when listed (seconds, as its filesystem reports it):
+        with the size, how a read tells that the file was rewritten since.
       label: a one-sample file's label text (from --labels_csv or --labels_from_dir).
       labels_path: the sibling file holding this file's labels (--labels_sibling).
       sample_range: [start, stop) of the samples this task covers; None for all.
@@ -36,6 +38,7 @@ class FileTask:
     split: str
     size: int
     label: str | None = None
+    modified: float | None = None
     labels_path: str | None = None
     sample_range: tuple[int, int] | None = None
 

@@ -75,7 +75,7 @@ def match_files(patterns: list[str], split: str, *, labels_csv: str | None = Non
         _refuse_directory(pattern, "--input" if split == "train" else "--eval_input")
         for result in FileSystems.match([pattern]):
             for meta in result.metadata_list:
-                found[meta.path] = meta.size_in_bytes
+                found[meta.path] = meta
     if labels_sibling:
         found = {p: s for p, s in found.items() if not p.endswith(labels_sibling)}
     if not found:
@@ -91,7 +91,9 @@ def match_files(patterns: list[str], split: str, *, labels_csv: str | None = Non
         elif labels_from_dir:
             label = posixpath.basename(posixpath.dirname(path))
         sibling = _stem(path) + labels_sibling if labels_sibling else None
-        tasks.append(FileTask(path, split, found[path], label=label, labels_path=sibling))
+        meta = found[path]
+        tasks.append(FileTask(path, split, meta.size_in_bytes, label=label, labels_path=sibling,
+                              modified=meta.last_updated_in_seconds))
     return tasks
 
 

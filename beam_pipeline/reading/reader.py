@@ -8,6 +8,7 @@ so gs://, s3:// and any registered filesystem work like local paths.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -92,11 +93,24 @@ class TaskRead:
     input_bytes: int   # the bytes of the file this task stands for (see plan.input_bytes)
 
 
+def _modified(path: str) -> float | None:
+    """The file's last-modified time as its filesystem reports it (None: it cannot say)."""
+    try:
+        return FileSystems.get_filesystem(path).metadata(path).last_updated_in_seconds
+    except Exception:  # noqa: BLE001 - a filesystem without metadata(): the size check remains
+        return None
+
+
+def _when(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="milliseconds")
+
+
 def _open(task: FileTask, digest: bool) -> tuple[bytes, int, str | None]:
     """The task's file, its size and sha256 (if asked for).
 
     Raises:
-      RunFailedError: the file is gone, or its size is not the one listed when the run began:
+      RunFailedError: the file is gone, or its size or modification time is not the one listed
+        when the run began (a rewrite of the same size counts):
         the passes would not all have read the same data (statistics from one version,
         records from another). A file unreadable from the start is quarantined instead.
     """
@@ -107,9 +121,13 @@ def _open(task: FileTask, digest: bool) -> tuple[bytes, int, str | None]:
             raise errors.RunFailedError(f"input {task.path} disappeared while the job ran: "
                                         "restore it, or run again without it") from None
         raise
-    if len(data) != task.size:
-        raise errors.RunFailedError(f"input {task.path} changed while the job ran ({task.size:,} bytes when listed, "
-                                    f"{len(data):,} now): run again once the inputs stay unchanged")
+    modified = _modified(task.path)
+    rewritten = None not in (task.modified, modified) and modified != task.modified
+    if len(data) != task.size or rewritten:
+        how = (f"{task.size:,} bytes when listed, {len(data):,} now" if len(data) != task.size else
+               f"rewritten since it was listed, {_when(task.modified)}: modified at {_when(modified)}")
+        raise errors.RunFailedError(f"input {task.path} changed while the job ran ({how}): "
+                                    "run again once the inputs stay unchanged")
     return data, len(data), hashlib.sha256(data).hexdigest() if digest else None
 
 
