@@ -124,7 +124,7 @@ class MiniRocketFeatures(keras.layers.Layer):
         features = []
         for j, (dilation, bias_slice) in enumerate(zip(self.dilations, self._bias_slices())):
             margin = (KERNEL_LENGTH // 2) * int(dilation)
-            inside = valid & (steps >= margin) & (steps < length - margin)
+            inside = (steps >= margin) & (steps < length - margin)
             counted = tf.where(tf.constant(parity != j % 2)[None, None, :], inside, valid)  # [B, T, 84]
             # Uncounted steps get -inf: never above a bias.
             c = tf.where(counted, self.convolve(x, j), -np.inf)
@@ -133,8 +133,8 @@ class MiniRocketFeatures(keras.layers.Layer):
             # One comparison per bias: a [B, T, 84, biases] tensor would not fit long serving batches.
             positive = [tf.reduce_sum(tf.cast(c > biases[:, q], tf.float32), axis=1)
                         for q in range(int(self.per_dilation[j]))]
-            features.append(tf.reshape(tf.stack(positive, axis=-1) / total[:, :, None], (-1, bias_slice.stop -
-                                                                                          bias_slice.start)))
+            ppv = tf.stack(positive, axis=-1) / total[:, :, None]  # [B, 84, biases]
+            features.append(tf.reshape(ppv, (-1, bias_slice.stop - bias_slice.start)))
         return tf.concat(features, axis=-1)
 
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
