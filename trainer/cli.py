@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = p.add_argument_group("training")
     fit.add_argument("--epochs", type=int, default=defaults.epochs,
                      help="passes over the training split (an epoch: every training example once on average); "
-                          "default: enough for about 1,500 steps, 10 to 300")
+                          "default: enough for about 300 steps (the default sequence model) or 1,500 (images, "
+                          "--model), 10 to 300")
     fit.add_argument("--batch_size", type=int, default=defaults.batch_size,
                      help="global batch size, split evenly over the replicas; default: 64, or less so that the "
                           "training split fills 4 batches (8 at least); a batch larger than the split is refused")
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "run's DataInfo (see docs/training.md); default: the built-in CNN")
     fit.add_argument("--steps_per_execution", type=int, default=defaults.steps_per_execution,
                      help="batches per compiled call; raise it (e.g. 32) on TPU, where each call has a fixed cost")
-    fit.add_argument("--width", type=int, default=defaults.width, help="channels of the model's hidden layers")
+    fit.add_argument("--width", type=int, default=defaults.width, help="channels of the image model's hidden layers")
     fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of initialization and shuffling")
     fit.add_argument("--progress", type=int, choices=(0, 1, 2), default=defaults.progress,
                      help="Keras' progress: 0 none, 1 a bar per epoch, 2 one line per epoch")
@@ -66,8 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     aug = p.add_argument_group("augmentation (training only)")
     aug.add_argument("--augment", nargs="+", choices=(*cfg.AUGMENTATIONS, "none"), default=None,
                      help="sequences: noise (gaussian, valid steps only), shift (random rotation within the valid "
-                          "length); images: flip_lr, flip_ud (random flips); default: shift for sequences, "
-                          "none for images; none: off")
+                          "length); images: flip_lr, flip_ud (random flips); default: none")
     aug.add_argument("--noise_stddev", type=float, default=defaults.noise_stddev,
                      help="stddev of the noise augmentation, in normalized units")
     inp = p.add_argument_group("input pipeline")

@@ -1,13 +1,14 @@
 """The default models, built from the data's shapes (Keras 2 via tf_keras, as tf.Transform's layer needs).
 
-Sequences: a small dilated 1-D CNN that re-zeroes padded steps after every convolution, then
-mean and max pooling over the valid steps only. A valid step's activations therefore depend
-only on valid inputs (a convolution near the end sees zeros, as it would with less padding),
-so neither the amount of padding nor what it holds can change a prediction.
+Sequences (`minirocket_linear`): MiniRocket's random-convolution features (trainer/rocket.py)
+and each channel's mean and max over the valid steps, into a regularized linear head. The
+convolutions run over zero-filled padding and every pooling counts valid steps only, so
+neither the amount of padding nor what it holds can change a prediction.
 
 The sequence model takes any padded length: its input is [B, None, *trailing] and the mask
 comes from the batch's own time dimension, so one model serves every length bucket and the
-serving input padded to max_length alike.
+serving input padded to max_length alike. Its MiniRocket stage has fixed weights that `adapt`
+fits to training examples once, before training.
 
 Images (fixed-shape data, never bucketed): a small 2-D CNN; `length` is always the full height there.
 
@@ -25,16 +26,22 @@ from collections.abc import Iterator
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import user_model
+from trainer import rocket, user_model
 from trainer.config import DEFAULT_WIDTH, TrainConfig
 from trainer.data import DataInfo
 from transforms import features
 
-# The sequence CNN: a stem convolution, then residual blocks with a masked max-pool halving the
-# steps between them, so the receptive field grows geometrically: blocks are added until it
-# covers the longest training sequence, up to MAX_STAGES.
-SEQUENCE_KERNEL = 7
-MIN_STAGES, MAX_STAGES = 2, 8
+# The sequence model's linear head on MiniRocket's features (see trainer/rocket.py); its
+# regularization and step count measured on ACSF1, PickupGestureWiimoteZ and JapaneseVowels
+# (docs/training.md): without them the head overfits 50 to 270 examples' 10,000 features.
+HEAD_DROPOUT = 0.5
+HEAD_L2 = 0.1
+# Optimizer steps the default sequence model needs (the plan's minimum for it): its head reaches
+# its accuracy in 300 steps, and every step computes the features anew.
+LINEAR_HEAD_STEPS = 300
+# Training examples `adapt` fits the MiniRocket stage's biases and standardization on.
+ADAPT_EXAMPLES = 256
+ROCKET_LAYER = "minirocket"
 
 class ValidStepMask(keras.layers.Layer):
     """([B] lengths, [B, T, C] steps) -> [B, T, 1] float mask: 1.0 on valid steps, 0.0 on padding.
@@ -87,100 +94,21 @@ class MaskedPooling(keras.layers.Layer):
         return tf.concat([mean, peak], axis=-1)
 
 
-class MaskedMaxPool(keras.layers.Layer):
-    """Halves the steps of [B, T, C] with windows (2k, 2k+1), padding never winning: [B, ceil(T/2), C].
-
-    The windows start at step 0 whatever T is, and a window holding the last valid step and a
-    padded one gives that step, as it would if the sample ended the batch; so the result's valid
-    steps (ceil(length / 2) of them) depend on valid inputs only.
-    """
-
-    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
-        h, mask = inputs
-        h = tf.where(mask > 0, h, h.dtype.min)
-        return tf.nn.max_pool1d(h, 2, 2, "SAME")
-
-
-class HalvedLength(keras.layers.Layer):
-    """Valid steps after MaskedMaxPool: ceil(length / 2)."""
-
-    def call(self, length: tf.Tensor) -> tf.Tensor:
-        return (length + 1) // 2
-
-
-def sequence_stages(max_length: int) -> int:
-    """Residual blocks: enough halvings that the last block's kernel spans the longest sequence."""
-    stages = MIN_STAGES
-    while stages < MAX_STAGES and SEQUENCE_KERNEL * 2 ** (stages - 1) < max_length:
-        stages += 1
-    return stages
-
-
-class StepBatchNorm(keras.layers.BatchNormalization):
-    """Batch normalization whose training statistics come from the valid steps only (the `mask`
-    [B, T] given to each call); in inference a per-channel affine map, which keeps padded steps
-    out of every valid step's value. Passes no Keras mask on: the model masks explicitly."""
-
-    def __init__(self, **kwargs) -> None:
-        # The fused kernel ignores masks. Momentum 0.9: the inference statistics settle within
-        # tens of steps (Keras' 0.99 needs hundreds; small datasets and short runs have few).
-        super().__init__(fused=False, momentum=0.9, **kwargs)
-
-    def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> None:
-        return None
-
-
-def _normalized(h: tf.Tensor, mask2d: tf.Tensor) -> tf.Tensor:
-    return StepBatchNorm()(h, mask=mask2d)
-
-
-def _residual_block(h: tf.Tensor, mask: tf.Tensor, width: int) -> tf.Tensor:
-    """Two masked conv + batch-norm layers and a skip connection; padded steps end at exactly 0."""
-    mask2d = mask[:, :, 0]
-    shortcut = h
-    for i in range(2):
-        h = keras.layers.Conv1D(width, SEQUENCE_KERNEL, padding="same", use_bias=False)(h)
-        h = _normalized(h, mask2d)
-        if i == 0:
-            h = keras.layers.Activation("relu")(keras.layers.Multiply()([h, mask]))
-    h = keras.layers.Activation("relu")(keras.layers.Add()([h, shortcut]))
-    return keras.layers.Multiply()([h, mask])  # padding back to exactly 0 for the next layer
-
-
-class InstanceStandardized(keras.layers.Layer):
-    """[B, T, C] -> [B, T, C]: each sample's channels standardized over its own valid steps, 0 on padding.
-
-    The pipeline standardizes with the dataset's statistics, which keeps each sample's level and
-    scale (often telling); this view adds its shape alone, whatever the level.
-    """
-
-    def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
-        h, mask = inputs
-        count = tf.maximum(tf.reduce_sum(mask, axis=1, keepdims=True), 1.0)
-        mean = tf.reduce_sum(h * mask, axis=1, keepdims=True) / count
-        var = tf.reduce_sum(tf.square(h - mean) * mask, axis=1, keepdims=True) / count
-        return (h - mean) * tf.math.rsqrt(var + 1e-6) * mask
-
-
-def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_classes: int,
-                    width: int) -> tf.Tensor:
+def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_outputs: int) -> tf.Tensor:
     # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
-    h = keras.layers.Reshape((-1, math.prod(x_shape[1:])))(x)
+    channels = math.prod(x_shape[1:])
+    h = keras.layers.Reshape((-1, channels))(x)
     mask = ValidStepMask()([length, h])
     h = keras.layers.Multiply()([h, mask])
-    h = keras.layers.Concatenate()([h, InstanceStandardized()([h, mask])])
-    h = keras.layers.Conv1D(width, SEQUENCE_KERNEL, padding="same", use_bias=False)(h)
-    h = keras.layers.Activation("relu")(_normalized(h, mask[:, :, 0]))
-    h = keras.layers.Multiply()([h, mask])
-    stages = sequence_stages(x_shape[0])
-    for _ in range(stages):
-        h = MaskedMaxPool()([h, mask])
-        length = HalvedLength()(length)
-        mask = ValidStepMask()([length, h])
-        h = keras.layers.Multiply()([h, mask])
-        h = _residual_block(h, mask, width)
-    h = MaskedPooling()([h, mask])
-    return keras.layers.Dense(num_classes, dtype="float32")(h)  # float32 logits under mixed precision
+    # MiniRocket's features ignore each sample's level (its kernels sum to 0): the channels'
+    # mean and max over the valid steps keep it.
+    convolved = rocket.MiniRocketFeatures(x_shape[0], channels, name=ROCKET_LAYER)([h, length])
+    features = keras.layers.Concatenate()([convolved, MaskedPooling()([h, mask])])
+    features = keras.layers.Dropout(HEAD_DROPOUT)(features)
+    # float32 logits under mixed precision; starting at 0 (all classes equally likely) is what
+    # the head was measured with.
+    return keras.layers.Dense(num_outputs, kernel_initializer="zeros",
+                              kernel_regularizer=keras.regularizers.L2(HEAD_L2), dtype="float32")(features)
 
 
 def _image_model(x: tf.Tensor, x_shape: tuple[int, ...], num_classes: int, width: int) -> tf.Tensor:
@@ -203,9 +131,11 @@ def compile_model(net: keras.Model, learning_rate: float | keras.optimizers.sche
     """The training setup of every model here: Adam; for classification sparse categorical
     cross-entropy on logits and accuracy, for regression mean squared error and mean absolute
     error (in the records' units: standardized when the pipeline standardized the target);
-    the train step compiled with XLA when `jit_compile`."""
+    the train step compiled with XLA when `jit_compile`. Keras's `loss` adds the model's weight
+    penalties, so the figures are also reported as metrics of their own (`mse`)."""
     if task == "regression":
-        loss, metrics = keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+        loss = keras.losses.MeanSquaredError()
+        metrics = [keras.metrics.MeanSquaredError(name="mse"), keras.metrics.MeanAbsoluteError(name="mae")]
     else:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
@@ -245,7 +175,7 @@ def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
 
     Args:
       info: the preprocessing run (shapes, task and number of classes, image or sequence).
-      width: channels of the hidden layers.
+      width: channels of the image model's hidden layers (the sequence model has none).
 
     Returns:
       An uncompiled Keras model from {"x", "length"} to logits [B, num_classes], or to the
@@ -259,7 +189,33 @@ def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
     if info.is_image:
         logits = _image_model(x, info.x_shape, info.num_outputs, width)
     else:
-        logits = _sequence_model(x, length, info.x_shape, info.num_outputs, width)
+        logits = _sequence_model(x, length, info.x_shape, info.num_outputs)
     logits = FirstRows(name="logits")([logits, inputs[features.X]])
     # `length` is an input of the image model too, so every model takes the same features.
-    return keras.Model(inputs, logits, name="image_cnn" if info.is_image else "masked_sequence_cnn")
+    return keras.Model(inputs, logits, name="image_cnn" if info.is_image else "minirocket_linear")
+
+
+def uses_linear_head(info: DataInfo, config: TrainConfig) -> bool:
+    """Whether the run trains the default sequence model: a linear head on fixed features."""
+    return config.model is None and not info.is_image
+
+
+def adapt(net: keras.Model, batches: tf.data.Dataset, examples: int = ADAPT_EXAMPLES) -> None:
+    """Fits the model's MiniRocket stage, if it has one, to training batches before training.
+
+    Args:
+      net: the built model.
+      batches: training batches ({"x", "length"}, label), not augmented: the features of the
+        first `examples` examples (at least one batch) set the stage's biases and standardization.
+    """
+    stages = [layer for layer in net.layers if isinstance(layer, rocket.MiniRocketFeatures)]
+    if not stages:
+        return
+    sample, count = [], 0
+    for x, _ in batches:
+        sample.append((x[features.X].numpy(), x[features.LENGTH].numpy()))
+        count += len(sample[-1][1])
+        if count >= examples:
+            break
+    for stage in stages:
+        stage.adapt([(steps.reshape(*steps.shape[:2], stage.channels), length) for steps, length in sample])

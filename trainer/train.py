@@ -86,8 +86,9 @@ def plan(config: TrainConfig, info: data.DataInfo, replicas: int) -> Plan:
         raise ConfigError(f"--batch_size {batch} is larger than the {examples} training examples"
                           f"{' (after the validation hold-out)' if data.VALIDATION in info.splits else ''}")
     steps = data.train_steps(info, batch)
+    min_steps = model.LINEAR_HEAD_STEPS if model.uses_linear_head(info, config) else MIN_STEPS
     epochs = config.epochs if config.epochs is not None else min(MAX_AUTO_EPOCHS,
-                                                                 max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
+                                                                 max(MIN_EPOCHS, math.ceil(min_steps / steps)))
     return Plan(batch, epochs, steps)
 
 
@@ -198,6 +199,8 @@ def _fit(run: Run, model_dir: str, extra_callbacks: Sequence[keras.callbacks.Cal
     val_ds, val_steps = run.evaluation(data.VALIDATION) if data.VALIDATION in run.info.splits else (None, None)
     with run.dist.scope():
         net = model.make_model(run.info, config)
+        model.adapt(net, data.make_dataset(run.info, data.TRAIN, plan_.batch_size, training=True,
+                                           reading=run.reading))
         model.compile_model(net, model.learning_rate_schedule(config.learning_rate,
                                                               plan_.epochs * plan_.steps_per_epoch),
                             config.steps_per_execution, jit_compile=config.jit_compile, task=run.info.task)

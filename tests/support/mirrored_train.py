@@ -24,7 +24,7 @@ def main(data_dir: str, model_dir: str, bucketed_dir: str, bucketed_model_dir: s
     dist = strategy.make_strategy("mirrored")
     features, _ = next(iter(data.distribute(dist, data.load(data_dir), "train", 24, training=True)))
     shapes = [list(t.shape) for t in dist.experimental_local_results(features["x"])]
-    config = dict(epochs=4, batch_size=24, strategy="mirrored", progress=0, throughput_batches=5)
+    config = dict(epochs=10, batch_size=24, strategy="mirrored", progress=0, throughput_batches=5)
     metrics = train.train(TrainConfig(data_dir, model_dir, **config))
     # Length buckets: the padded length of each replica's batch, step by step.
     steps = iter(data.distribute(dist, data.load(bucketed_dir), "train", 24, training=True))
