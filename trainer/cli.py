@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--steps_per_execution", type=int, default=defaults.steps_per_execution,
                      help="batches per compiled call; raise it (e.g. 32) on TPU, where each call has a fixed cost")
     fit.add_argument("--width", type=int, default=defaults.width, help="channels of the image model's hidden layers")
-    fit.add_argument("--seed", type=int, default=defaults.seed, help="seed of initialization and shuffling")
+    fit.add_argument("--seed", type=int, default=defaults.seed,
+                     help="seed of initialization, shuffling and the default sequence model's random kernels")
     fit.add_argument("--progress", type=int, choices=(0, 1, 2), default=defaults.progress,
                      help="Keras' progress: 0 none, 1 a bar per epoch, 2 one line per epoch")
     dev = p.add_argument_group("devices")

@@ -94,7 +94,8 @@ class MaskedPooling(keras.layers.Layer):
         return tf.concat([mean, peak], axis=-1)
 
 
-def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_outputs: int) -> tf.Tensor:
+def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], num_outputs: int,
+                    seed: int) -> tf.Tensor:
     # Trailing dimensions become channels: [T, *trailing] -> [T, prod(trailing)].
     channels = math.prod(x_shape[1:])
     h = keras.layers.Reshape((-1, channels))(x)
@@ -102,7 +103,7 @@ def _sequence_model(x: tf.Tensor, length: tf.Tensor, x_shape: tuple[int, ...], n
     h = keras.layers.Multiply()([h, mask])
     # MiniRocket's features ignore each sample's level (its kernels sum to 0): the channels'
     # mean and max over the valid steps keep it.
-    convolved = rocket.MiniRocketFeatures(x_shape[0], channels, name=ROCKET_LAYER)([h, length])
+    convolved = rocket.MiniRocketFeatures(x_shape[0], channels, seed=seed, name=ROCKET_LAYER)([h, length])
     features = keras.layers.Concatenate()([convolved, MaskedPooling()([h, mask])])
     features = keras.layers.Dropout(HEAD_DROPOUT)(features)
     # float32 logits under mixed precision; starting at 0 (all classes equally likely) is what
@@ -166,16 +167,17 @@ def float32_outputs(net: keras.Model) -> keras.Model:
 
 def make_model(info: DataInfo, config: TrainConfig) -> keras.Model:
     """The run's model: the user's (--model) or the default one, with float32 logits."""
-    net = user_model.load(config.model)(info) if config.model else build_model(info, config.width)
+    net = user_model.load(config.model)(info) if config.model else build_model(info, config.width, config.seed)
     return float32_outputs(user_model.checked(net, config.model) if config.model else net)
 
 
-def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
+def build_model(info: DataInfo, width: int = DEFAULT_WIDTH, seed: int = 0) -> keras.Model:
     """Builds the default model for a preprocessing run's data.
 
     Args:
       info: the preprocessing run (shapes, task and number of classes, image or sequence).
       width: channels of the image model's hidden layers (the sequence model has none).
+      seed: the sequence model's random channel subsets (and the examples its biases come from).
 
     Returns:
       An uncompiled Keras model from {"x", "length"} to logits [B, num_classes], or to the
@@ -189,7 +191,7 @@ def build_model(info: DataInfo, width: int = DEFAULT_WIDTH) -> keras.Model:
     if info.is_image:
         logits = _image_model(x, info.x_shape, info.num_outputs, width)
     else:
-        logits = _sequence_model(x, length, info.x_shape, info.num_outputs)
+        logits = _sequence_model(x, length, info.x_shape, info.num_outputs, seed)
     logits = FirstRows(name="logits")([logits, inputs[features.X]])
     # `length` is an input of the image model too, so every model takes the same features.
     return keras.Model(inputs, logits, name="image_cnn" if info.is_image else "minirocket_linear")
