@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "every example and keeps the last epoch's weights")
     fit.add_argument("--model", default=defaults.model,
                      help="MODULE:FUNCTION or path/to/file.py:FUNCTION building your tf_keras model from the "
-                          "run's DataInfo (see docs/training.md); default: the built-in CNN")
+                          "run's DataInfo (see docs/training.md); default: the built-in model")
     fit.add_argument("--steps_per_execution", type=int, default=defaults.steps_per_execution,
                      help="batches per compiled call; raise it (e.g. 32) on TPU, where each call has a fixed cost")
     fit.add_argument("--width", type=int, default=defaults.width, help="channels of the image model's hidden layers")

@@ -24,9 +24,10 @@ HEADLINE = {"classification": "accuracy", "regression": "mae"}
 
 @dataclasses.dataclass(frozen=True)
 class TrainMetrics:
-    """metrics.json. Split figures are Keras's names: loss and accuracy for classification,
-    loss (mean squared error) and mae for regression, in the records' units (standardized when
-    the pipeline standardized the target); of the exported weights, in inference mode."""
+    """metrics.json. Split figures are Keras's names: loss and accuracy for classification;
+    loss (mean squared error plus the model's weight penalties), mse and mae for regression, in
+    the records' units (standardized when the pipeline standardized the target); of the
+    exported weights, in inference mode."""
 
     train: dict[str, float]
     validation: dict[str, float] | None   # held out of the training split; None when too small
@@ -59,7 +60,7 @@ class TrainMetrics:
         return None if figures is None or name not in figures else float(figures[name])
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: typed_json.encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return typed_json.encode_fields(self)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"

@@ -216,10 +216,7 @@ class Manifest:
         return shard.length if shard.length is not None else self.max_length
 
     def to_json(self) -> dict[str, Any]:
-        data = {"format_version": self.format_version}
-        data.update({f.name: typed_json.encode(getattr(self, f.name)) for f in dataclasses.fields(self)
-                     if f.name != "format_version"})
-        return data
+        return {"format_version": self.format_version, **typed_json.encode_fields(self)}   # the version first
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"

@@ -16,12 +16,17 @@ def encode(value: Any) -> Any:
     if hasattr(value, "to_json"):
         return value.to_json()
     if dataclasses.is_dataclass(value):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return encode_fields(value)
     if isinstance(value, dict):
         return {k: encode(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [encode(v) for v in value]
     return value
+
+
+def encode_fields(record: Any) -> dict[str, Any]:
+    """A dataclass's fields, each encoded: the body of a record's own `to_json`."""
+    return {f.name: encode(getattr(record, f.name)) for f in dataclasses.fields(record)}
 
 
 def decode(kind: type, data: dict[str, Any]) -> Any:

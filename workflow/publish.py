@@ -30,7 +30,7 @@ from typing import Any
 from cli_support import paths
 from trainer.outputs import HEADLINE, METRICS_FILE, SERVING_DIR, TrainMetrics
 from transforms import outputs
-from workflow import report, storage
+from workflow import report, steps, storage
 
 POINTER = "LATEST.json"
 CURRENT_LINK = "current"
@@ -108,16 +108,12 @@ def _published_figure(current: dict[str, Any] | None, task: str) -> float | None
     return None if value is None else float(value)
 
 
-def read_metrics(model_dir: str) -> TrainMetrics:
-    return TrainMetrics.from_json(storage.read_json(storage.join(model_dir, METRICS_FILE)))
-
-
 def validate(model_dir: str, model_uri: str, publish_dir: str, min_accuracy: float,
              max_regression: float, max_mae: float = 0.0) -> tuple[bool, dict[str, float]]:
     """The validate step: decides and reports. Returns the decision (True lets the publish
     step run) and its figures: approved (1 or 0), the candidate's eval headline figure
     (eval_accuracy or eval_mae) and the published model's, where there are."""
-    metrics = read_metrics(model_dir)
+    metrics = steps.read_metrics(model_dir)
     current = published(publish_dir)
     decision = decide(model_uri, metrics, current, min_accuracy, max_regression, max_mae)
     report.record("validate", approved=decision.approved, reason=decision.reason, eval=metrics.eval)
@@ -184,7 +180,7 @@ def publish(model_dir: str, model_uri: str, dataset_dir: str, dataset_uri: str, 
     version = _version_name(model_uri)
     record = {"version": version, "path": f"{VERSIONS_DIR}/{version}", "model_uri": model_uri,
               "dataset_uri": dataset_uri, "data_key": data_key,
-              "metrics": _published_metrics(read_metrics(model_dir)),
+              "metrics": _published_metrics(steps.read_metrics(model_dir)),
               "published_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "previous_version": current["version"] if current else None}
     if paths.is_remote(publish_dir):

@@ -101,14 +101,18 @@ def copy_report(output_dir: str, path: str) -> None:
     storage.copy_file(storage.join(output_dir, outputs.REPORT), path)
 
 
+def read_metrics(model_dir: str) -> model_outputs.TrainMetrics:
+    """The trainer's metrics.json in model_dir (local or remote)."""
+    return model_outputs.TrainMetrics.from_json(storage.read_json(storage.join(model_dir, model_outputs.METRICS_FILE)))
+
+
 def train(data_dir: str, model_dir: str, epochs: int, batch_size: int, extra_args: Sequence[str],
           key: str) -> dict[str, Any]:
     """Trains into model_dir (a fresh directory per execution); returns its final metrics.
     epochs and batch_size 0 leave them to the trainer, which fits them to the data."""
     sizes = [a for flag, n in (("--epochs", epochs), ("--batch_size", batch_size)) if n for a in (flag, str(n))]
     run_cli("train", "trainer", ["--data_dir", data_dir, "--model_dir", model_dir, *sizes, *extra_args])
-    metrics = model_outputs.TrainMetrics.from_json(storage.read_json(storage.join(model_dir,
-                                                                                  model_outputs.METRICS_FILE)))
+    metrics = read_metrics(model_dir)
     facts = {"key": key, "task": metrics.task, "train": metrics.train, "eval": metrics.eval}
     report.record("train", output=model_dir, **facts)
     return facts
